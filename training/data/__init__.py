@@ -1,0 +1,137 @@
+"""Datasets (synthetic, coco, csv), the bad-data check shared by all ranks, and the loaders."""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+import torch
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
+
+from .. import distributed as du
+from .base import DataError, DetectionDataset, Issue, collate
+from .coco import CocoDataset
+from .csv_format import CsvDataset
+from .synthetic import SyntheticDataset
+
+__all__ = [
+    "DataError",
+    "DetectionDataset",
+    "build_dataset",
+    "check_data",
+    "collate",
+    "train_loader",
+    "val_loader",
+]
+
+log = logging.getLogger("training")
+
+
+def build_dataset(args, split: str) -> DetectionDataset:
+    """The `split` ("train" or "val") dataset from the flags; reads annotations, not images."""
+    train = split == "train"
+    if args.dataset == "synthetic":
+        size = args.train_size if train else args.val_size
+        return SyntheticDataset(size, args.image_size, split, args.seed)
+    if args.dataset == "coco":
+        need = {f"--{split}-ann": getattr(args, f"{split}_ann")}
+        need[f"--{split}-images"] = getattr(args, f"{split}_images")
+        if missing := [k for k, v in need.items() if not v]:
+            raise DataError(f"--dataset coco needs {', '.join(missing)}")
+        return CocoDataset(*need.values(), args.image_size, train, args.seed)
+    if args.dataset == "csv":
+        need = {f"--{split}-csv": getattr(args, f"{split}_csv"), "--classes-csv": args.classes_csv}
+        if missing := [k for k, v in need.items() if not v]:
+            raise DataError(f"--dataset csv needs {', '.join(missing)}")
+        return CsvDataset(*need.values(), args.image_size, train, args.seed)
+    raise DataError(f"unknown dataset {args.dataset!r}")
+
+
+def check_data(*datasets: DetectionDataset) -> None:
+    """Raise the same DataError on every rank if any rank finds bad data.
+
+    Annotation problems are found by every rank alike; image headers are split over the
+    ranks (rank r opens images r, r+W, ...) and the findings are gathered, so that the
+    report, and the decision to stop, are identical everywhere.
+    """
+    rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    issues: list[Issue] = []
+    for ds in datasets:
+        issues += ds.issues
+        issues += ds.check_images(range(rank, len(ds), world))
+    merged = sorted({i for part in du.all_gather(issues) for i in part})
+    if merged:
+        raise DataError.from_issues(merged)
+    for ds in datasets:
+        if ds.num_classes == 0:
+            raise DataError(f"{ds.name} dataset lists no classes")
+        if len(ds) == 0:
+            raise DataError(f"{ds.name} dataset has no images")
+
+
+def _ignore_sigterm(_worker_id: int) -> None:
+    # `systemctl stop` signals the whole control group. Loader workers ignore SIGTERM so that
+    # the main process can finish its step and checkpoint; it shuts them down itself.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+class EpochSampler(DistributedSampler):
+    """DistributedSampler that yields (epoch, index) and can start part-way into an epoch.
+
+    The epoch travels with each index so that augmentation depends on it; `start` skips the
+    samples this rank already trained on before a mid-epoch checkpoint.
+    """
+
+    def __init__(self, dataset, seed: int):
+        super().__init__(dataset, shuffle=True, seed=seed, drop_last=False)
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        super().set_epoch(epoch)
+        self.start = start
+
+    def __iter__(self):
+        indices = list(super().__iter__())[self.start :]
+        return iter([(self.epoch, i) for i in indices])
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
+
+
+def _loader_kwargs(args, device) -> dict:
+    workers = args.workers
+    return {
+        "num_workers": workers,
+        "collate_fn": collate,
+        "pin_memory": device.type == "cuda",
+        "worker_init_fn": _ignore_sigterm if workers > 0 else None,
+        "persistent_workers": False,
+    }
+
+
+def train_loader(dataset, args, info) -> tuple[DataLoader, EpochSampler, int]:
+    """Seed step 2: DistributedSampler(shuffle=True) and per-process batch = global / world."""
+    if args.batch_size % info.world_size:
+        raise SystemExit(
+            f"--batch-size {args.batch_size} (global) is not divisible by the "
+            f"{info.world_size} processes"
+        )
+    per_rank = args.batch_size // info.world_size
+    sampler = EpochSampler(dataset, seed=args.seed)
+    if sampler.num_samples < per_rank:
+        raise DataError(
+            f"{len(dataset)} training images give each of {info.world_size} processes fewer "
+            f"than one batch of {per_rank}"
+        )
+    batches = BatchSampler(sampler, per_rank, drop_last=True)
+    loader = DataLoader(dataset, batch_sampler=batches, **_loader_kwargs(args, info.device))
+    return loader, sampler, per_rank
+
+
+def val_loader(dataset, args, info) -> DataLoader:
+    """Validation: no shuffling; the padding DistributedSampler adds is removed after gathering."""
+    sampler = DistributedSampler(dataset, shuffle=False, drop_last=False)
+    per_rank = max(1, args.batch_size // info.world_size)
+    return DataLoader(
+        dataset, batch_size=per_rank, sampler=sampler, **_loader_kwargs(args, info.device)
+    )

@@ -1,0 +1,268 @@
+"""One training epoch and one evaluation pass (the shape of torchvision's references/detection).
+
+Each training step all-reduces one small vector: the two losses, a non-finite flag and a
+stop flag. So every rank sees the same numbers and takes the same decision: skip a step
+whose loss is non-finite on any rank, stop after `--max-nonfinite` such steps in a row, or
+stop after this step because some rank got SIGTERM. No rank ever leaves the others waiting.
+
+Test hook (tests only, not a feature): TRAINING_TEST_NONFINITE="RANK:STEP[,RANK:STEP...]"
+makes the loss non-finite on that rank at that global step (counted from 0).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from . import distributed as du
+from .evaluate import coco_stats
+
+log = logging.getLogger("training")
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+class StopFlag:
+    """Set by the SIGTERM handler; read once per step and shared by all-reduce."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __call__(self, signum, _frame):
+        if not self.requested:
+            log.warning("SIGTERM: finishing this step, then writing a checkpoint and exiting")
+        self.requested = True
+
+
+@dataclass
+class EpochStats:
+    """Running sums of the current epoch; saved in checkpoints so a resumed epoch adds up."""
+
+    loss: float = 0.0
+    loss_classifier: float = 0.0
+    loss_box_reg: float = 0.0
+    steps: int = 0
+    skipped: int = 0
+    images: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> dict:
+        n = max(1, self.steps)
+        return {
+            "loss": self.loss / n,
+            "loss_classifier": self.loss_classifier / n,
+            "loss_box_reg": self.loss_box_reg / n,
+            "img_per_s": self.images / self.seconds if self.seconds else 0.0,
+            "skipped_steps": self.skipped,
+        }
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainContext:
+    model: torch.nn.Module  # the DDP wrapper
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    args: object
+    stop: StopFlag
+    writer: object = None  # TensorBoard SummaryWriter on rank 0
+    global_step: int = 0
+    nonfinite_run: int = 0
+    inject: set = field(default_factory=set)
+
+
+def injected_nonfinite(rank: int) -> set[int]:
+    spec = os.environ.get("TRAINING_TEST_NONFINITE", "")
+    steps = set()
+    for item in filter(None, spec.split(",")):
+        r, s = item.split(":")
+        if int(r) == rank:
+            steps.add(int(s))
+    return steps
+
+
+def _show_bar(progress: str) -> bool:
+    return progress == "bar" or (progress == "auto" and sys.stderr.isatty())
+
+
+def train_one_epoch(ctx: TrainContext, loader, epoch: int, start_step: int, steps: int, stats):
+    """Train from `start_step` to the end of the epoch; return the step reached and whether a
+    stop was requested (the caller then checkpoints at that step)."""
+    args, model, device = ctx.args, ctx.model, ctx.device
+    rank, world = dist.get_rank(), dist.get_world_size()
+    model.train()
+    bar = None
+    if rank == 0 and _show_bar(args.progress):
+        bar = tqdm(total=steps, initial=start_step, desc=f"epoch {epoch}", dynamic_ncols=True)
+    step, tic, stop_ranks = start_step, time.perf_counter(), 0.0
+    autocast = (
+        torch.autocast(device.type, dtype=ctx.amp_dtype)
+        if ctx.amp_dtype
+        else contextlib.nullcontext()
+    )
+    for images, targets in loader:
+        images = [img.to(device, non_blocking=True) for img in images]
+        targets = [
+            {"boxes": t["boxes"].to(device), "labels": t["labels"].to(device)} for t in targets
+        ]
+        with autocast:
+            loss_dict = model(images, targets)
+        loss_cls, loss_reg = loss_dict["classification"], loss_dict["bbox_regression"]
+        loss = loss_cls + loss_reg
+        if ctx.global_step in ctx.inject:
+            loss = loss * float("nan")
+        shared = torch.stack(
+            [
+                loss_cls.detach().float(),
+                loss_reg.detach().float(),
+                (~torch.isfinite(loss.detach())).float(),
+                torch.tensor(float(ctx.stop.requested), device=device),
+            ]
+        )
+        dist.all_reduce(shared)
+        cls_sum, reg_sum, bad_ranks, stop_ranks = shared.tolist()
+
+        if bad_ranks:
+            ctx.optimizer.zero_grad(set_to_none=True)
+            ctx.nonfinite_run += 1
+            stats.skipped += 1
+            msg = (
+                f"non-finite loss at step {ctx.global_step} (epoch {epoch}) on {int(bad_ranks)} "
+                f"of {world} ranks; step skipped on all ranks ({ctx.nonfinite_run} in a row)"
+            )
+            log.warning(msg)
+            if ctx.nonfinite_run >= args.max_nonfinite:
+                raise NonFiniteLoss(
+                    f"stopping: {ctx.nonfinite_run} consecutive steps with a non-finite loss "
+                    f"(--max-nonfinite {args.max_nonfinite}); last at step {ctx.global_step}"
+                )
+        else:
+            ctx.nonfinite_run = 0
+            ctx.scaler.scale(loss).backward()
+            if args.clip_grad > 0:
+                ctx.scaler.unscale_(ctx.optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
+            ctx.scaler.step(ctx.optimizer)
+            ctx.scaler.update()
+            ctx.optimizer.zero_grad(set_to_none=True)
+            stats.loss += (cls_sum + reg_sum) / world
+            stats.loss_classifier += cls_sum / world
+            stats.loss_box_reg += reg_sum / world
+            stats.steps += 1
+        ctx.lr_scheduler.step()
+
+        toc = time.perf_counter()
+        n_images = len(images) * world
+        stats.images += n_images
+        stats.seconds += toc - tic
+        img_per_s = n_images / (toc - tic)
+        tic = toc
+        step += 1
+        ctx.global_step += 1
+        lr = ctx.optimizer.param_groups[0]["lr"]
+        loss_value = (cls_sum + reg_sum) / world
+        if bar is not None:
+            bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", img_s=f"{img_per_s:.1f}")
+            bar.update()
+        if rank == 0 and (step % args.log_every == 0 or step == steps):
+            if bar is None:
+                log.info(
+                    "epoch %d step %d/%d loss %.4f (cls %.4f box %.4f) lr %.2e %.1f img/s",
+                    epoch,
+                    step,
+                    steps,
+                    loss_value,
+                    cls_sum / world,
+                    reg_sum / world,
+                    lr,
+                    img_per_s,
+                )
+            if ctx.writer is not None and math.isfinite(loss_value):
+                ctx.writer.add_scalar("train/loss", loss_value, ctx.global_step)
+                ctx.writer.add_scalar("train/loss_classifier", cls_sum / world, ctx.global_step)
+                ctx.writer.add_scalar("train/loss_box_reg", reg_sum / world, ctx.global_step)
+                ctx.writer.add_scalar("train/lr", lr, ctx.global_step)
+                ctx.writer.add_scalar("train/img_per_s", img_per_s, ctx.global_step)
+        if stop_ranks:
+            break
+    if bar is not None:
+        bar.close()
+    return step, bool(stop_ranks)
+
+
+@torch.inference_mode()
+def predict_shard(model, loader, device, stop: StopFlag | None = None):
+    """This rank's detections, boxes in original image coordinates (x, y, w, h).
+
+    Returns None on every rank when some rank was asked to stop (checked once per batch).
+    """
+    model.eval()
+    results = []
+    for images, targets in loader:
+        if stop is not None:
+            flag = torch.tensor([float(stop.requested)], device=device)
+            dist.all_reduce(flag)
+            if flag.item():
+                return None
+        outputs = model([img.to(device) for img in images])
+        for out, t in zip(outputs, targets, strict=True):
+            sx, sy = t["scale"]
+            boxes = out["boxes"].float().cpu() / torch.tensor([sx, sy, sx, sy])
+            boxes[:, 2:] -= boxes[:, :2]
+            results.append(
+                (
+                    t["image_id"],
+                    boxes.numpy(),
+                    out["scores"].float().cpu().numpy(),
+                    out["labels"].cpu().numpy(),
+                )
+            )
+    return results
+
+
+def evaluate(model, loader, device, dataset, stop: StopFlag | None = None):
+    """COCO mAP on the validation split. Every rank predicts its shard; rank 0 gathers the
+    detections, drops the duplicates that the sampler's padding produced, and scores them.
+
+    Returns the twelve COCO numbers on rank 0, [] on other ranks, None if interrupted.
+    """
+    was_training = model.training
+    results = predict_shard(model, loader, device, stop)
+    model.train(was_training)
+    if results is None:
+        return None
+    gathered = du.gather_to_main(results)
+    if dist.get_rank() != 0:
+        return []
+    by_image = {}
+    for part in gathered:
+        for image_id, boxes, scores, labels in part:
+            by_image.setdefault(image_id, (boxes, scores, labels))  # first copy wins
+    detections = []
+    for image_id, (boxes, scores, labels) in sorted(by_image.items()):
+        for box, score, label in zip(boxes.tolist(), scores.tolist(), labels.tolist(), strict=True):
+            detections.append(
+                {
+                    "image_id": image_id,
+                    "category_id": dataset.category_ids[label],
+                    "bbox": box,
+                    "score": score,
+                }
+            )
+    return coco_stats(dataset.coco_gt(), detections)

@@ -1,0 +1,271 @@
+"""Real torchrun launches on the CPU (2 gloo processes): checkpoints, resume, faults."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from training.checkpoint import load_file
+
+from .conftest import TINY, Launch, clean_env, run, torchrun_cmd
+
+pytestmark = pytest.mark.slow
+
+
+def metrics(out) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def two_epochs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    r = run(torchrun_cmd(*TINY, "--epochs=2", f"--output-dir={out}"))
+    assert r.returncode == 0, r.stderr[-4000:]
+    return out, r.stderr
+
+
+def test_two_epochs_write_checkpoints_rank0_only_loadable_weights_only(two_epochs):
+    out, log = two_epochs
+    names = {p.name for p in out.iterdir()}
+    assert {"model_0.pt", "model_1.pt", "checkpoint.pt", "checkpoint_prev.pt"} <= names
+    assert {"metrics.jsonl", "tensorboard"} <= names
+    assert not [n for n in names if ".tmp" in n]
+    for name in ("model_0.pt", "model_1.pt"):
+        state = torch.load(out / name, weights_only=True)
+        assert state and not [k for k in state if k.startswith(("module.", "_orig_mod."))]
+    ckpt = load_file(str(out / "checkpoint.pt"))
+    assert ckpt["epoch"] == 2 and ckpt["step"] == 0
+    assert not [k for k in ckpt["model"] if k.startswith("module.")]
+    assert isinstance(ckpt["config"], dict) and ckpt["config"]["epochs"] == 2
+    assert len(ckpt["rng"]) == 2  # both ranks' generator states
+    assert load_file(str(out / "checkpoint_prev.pt"))["epoch"] == 1
+    rows = metrics(out)
+    assert [r["epoch"] for r in rows] == [0, 1]
+    assert all({"loss", "map", "map50", "img_per_s"} <= r.keys() for r in rows)
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert "no checkpoint in" in log and "done: 2 epochs; best mAP" in log
+    # Only rank 0 prints INFO lines.
+    assert "[rank 0/2] INFO" in log and "[rank 1/2] INFO" not in log
+
+
+def test_second_launch_resumes_to_a_third_epoch(two_epochs, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(two_epochs[0], out)
+    r = run(torchrun_cmd(*TINY, "--epochs=3", f"--output-dir={out}"))
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert "resumed from epoch 2, step 0/" in r.stderr
+    assert "epoch 0 step" not in r.stderr and "epoch 2 step 2/2" in r.stderr
+    assert [row["epoch"] for row in metrics(out)] == [0, 1, 2]
+    assert (out / "model_2.pt").exists()
+
+
+def test_corrupt_checkpoint_falls_back_to_the_previous_one(two_epochs, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(two_epochs[0], out)
+    data = (out / "checkpoint.pt").read_bytes()
+    (out / "checkpoint.pt").write_bytes(data[: len(data) // 2])  # truncated
+    r = run(torchrun_cmd(*TINY, "--epochs=2", f"--output-dir={out}"))
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert "checkpoint.pt is corrupt or truncated" in r.stderr
+    assert "using the previous checkpoint" in r.stderr and "(epoch 1)" in r.stderr
+    assert "resumed from epoch 1, step 0/" in r.stderr
+    assert load_file(str(out / "checkpoint.pt"))["epoch"] == 2
+
+
+def test_evaluate_and_predict_clis_on_the_saved_model(two_epochs, tmp_path):
+    out, _ = two_epochs
+    r = run(
+        [
+            sys.executable,
+            "-m",
+            "training.evaluate",
+            f"--checkpoint={out / 'checkpoint.pt'}",
+            "--device=cpu",
+            "--workers=0",
+        ]
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [ln for ln in r.stdout.splitlines() if "Average" in ln]
+    assert len(lines) == 12 and lines[0].startswith(" Average Precision  (AP) @[ IoU=0.50:0.95")
+    # The same number as the training run's last evaluation of that epoch.
+    assert float(lines[0].split("=")[-1]) == pytest.approx(metrics(out)[-1]["map"], abs=1e-3)
+
+    from PIL import Image
+
+    from training.data.synthetic import SyntheticDataset
+
+    img = SyntheticDataset(1, 64, "val").load_image(0)
+    img.save(tmp_path / "shapes.jpg")
+    r = run(
+        [
+            sys.executable,
+            "-m",
+            "training.predict",
+            f"--checkpoint={out / 'model_1.pt'}",
+            str(tmp_path / "shapes.jpg"),
+            f"--out={tmp_path / 'pred'}",
+            "--device=cpu",
+            "--score-threshold=0.0",
+        ]
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    drawn = Image.open(tmp_path / "pred" / "shapes.png")
+    assert drawn.size == img.size
+    assert "shapes.jpg:" in r.stdout
+
+
+def test_two_nodes_with_c10d_rendezvous_only_rank0_writes(tmp_path):
+    """Two torchrun agents (one process each) meet through c10d, as on two machines."""
+    port = 29400 + int(time.time() * 1000) % 1000
+    launcher = (
+        "--nnodes=2",
+        "--rdzv-backend=c10d",
+        f"--rdzv-endpoint=127.0.0.1:{port}",
+        "--rdzv-id=test-job",
+    )
+    nodes = []
+    for n in ("node0", "node1"):
+        (tmp_path / n).mkdir()
+        cmd = torchrun_cmd(*TINY, "--epochs=1", "--output-dir=out", nproc=1, launcher=launcher)
+        nodes.append(Launch(cmd, cwd=tmp_path / n))
+    rcs = [node.wait(150) for node in nodes]
+    assert rcs == [0, 0], nodes[0].output[-3000:] + nodes[1].output[-3000:]
+    written = [n for n in ("node0", "node1") if (tmp_path / n / "out").exists()]
+    assert len(written) == 1  # the node that hosts rank 0
+    assert (tmp_path / written[0] / "out" / "model_0.pt").exists()
+
+
+def test_max_restarts_recovers_from_a_killed_worker(tmp_path):
+    out = tmp_path / "out"
+    cmd = torchrun_cmd(*TINY, "--train-size=96", "--epochs=3", f"--output-dir={out}")
+    cmd.insert(cmd.index("-m", 3), "--max-restarts=1")
+    launch = Launch(cmd)
+    deadline = time.monotonic() + 90
+    while not (out / "checkpoint.pt").exists():
+        assert time.monotonic() < deadline and launch.proc.poll() is None, launch.output[-3000:]
+        time.sleep(0.05)
+    victim = launch.workers()[-1]
+    subprocess.run(["kill", "-9", str(victim)], check=True)
+    assert launch.wait(150) == 0, launch.output[-4000:]
+    assert "resumed from epoch 1" in launch.output
+    assert [r["epoch"] for r in metrics(out)][-2:] == [1, 2]
+    assert load_file(str(out / "checkpoint.pt"))["epoch"] == 3
+
+
+def _sigterm_mid_epoch(tmp_path, send):
+    out = tmp_path / "out"
+    args = (*TINY, "--train-size=320", "--epochs=1", f"--output-dir={out}")
+    launch = Launch(torchrun_cmd(*args))
+    launch.wait_for(r"epoch 0 step 3/40", 90)
+    t0 = time.monotonic()
+    send(launch)
+    rc = launch.wait(60)
+    elapsed = time.monotonic() - t0
+    ckpt = load_file(str(out / "checkpoint.pt"))
+    assert ckpt["epoch"] == 0 and 3 <= ckpt["step"] < 40, ckpt["step"]
+    assert elapsed < 20
+    return out, rc, launch, ckpt["step"]
+
+
+def test_sigterm_mid_epoch_checkpoints_exits_0_and_resumes_mid_way(tmp_path):
+    # torchrun's way: the workers get SIGTERM.
+    def to_workers(launch):
+        for pid in launch.workers():
+            os.kill(pid, signal.SIGTERM)
+
+    out, rc, launch, step = _sigterm_mid_epoch(tmp_path, to_workers)
+    assert rc == 0, launch.output[-3000:]
+    assert "stopped by SIGTERM at epoch 0" in launch.output
+    r = run(torchrun_cmd(*TINY, "--train-size=320", "--epochs=1", f"--output-dir={out}"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"resumed from epoch 0, step {step}/40" in r.stderr
+    assert f"epoch 0 step {step + 1}/40" in r.stderr and "epoch 0 step 1/40" not in r.stderr
+    assert [row["epoch"] for row in metrics(out)] == [0]
+
+
+def test_sigterm_to_the_whole_group_as_systemctl_stop_does(tmp_path):
+    out, rc, launch, _ = _sigterm_mid_epoch(
+        tmp_path, lambda launch: os.killpg(launch.proc.pid, signal.SIGTERM)
+    )
+    # The workers checkpoint and exit 0 (checked above); torchrun itself reports the signal.
+    assert "stopped by SIGTERM at epoch 0" in launch.output
+    assert launch.output.count("exiting") >= 1
+    assert rc in (0, 1, -signal.SIGTERM, 128 + signal.SIGTERM), rc
+
+
+def test_nonfinite_loss_on_one_rank_is_skipped_on_all_ranks(tmp_path):
+    out = tmp_path / "out"
+    env = clean_env(TRAINING_TEST_NONFINITE="1:2")
+    r = run(torchrun_cmd(*TINY, "--epochs=2", f"--output-dir={out}"), env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (
+        "non-finite loss at step 2 (epoch 0) on 1 of 2 ranks; step skipped on all ranks" in r.stderr
+    )
+    rows = metrics(out)
+    assert rows[0]["skipped_steps"] == 1 and rows[1]["skipped_steps"] == 0
+
+
+def test_consecutive_nonfinite_losses_stop_every_rank(tmp_path):
+    env = clean_env(TRAINING_TEST_NONFINITE="0:1,0:2,1:3")
+    args = (*TINY, "--epochs=2", "--max-nonfinite=3", f"--output-dir={tmp_path / 'out'}")
+    r = run(torchrun_cmd(*args), env=env, timeout=90)
+    assert r.returncode != 0
+    for rank in (0, 1):
+        assert (
+            f"[rank {rank}/2] ERROR stopping: 3 consecutive steps with a non-finite loss"
+            in r.stderr
+        )
+
+
+def test_bad_data_stops_every_rank_with_the_same_message(tmp_path):
+    (tmp_path / "classes.csv").write_text("cat,0\n")
+    (tmp_path / "train.csv").write_text("gone.png,0,0,5,5,cat\nx.png,1,2\n")
+    args = (
+        *TINY,
+        "--dataset=csv",
+        f"--train-csv={tmp_path / 'train.csv'}",
+        f"--val-csv={tmp_path / 'train.csv'}",
+        f"--classes-csv={tmp_path / 'classes.csv'}",
+        f"--output-dir={tmp_path / 'out'}",
+    )
+    r = run(torchrun_cmd(*args), timeout=90)
+    assert r.returncode != 0
+    msgs = []
+    for rank in (0, 1):
+        tag = f"[rank {rank}/2] ERROR "
+        start = r.stderr.index(tag) + len(tag)
+        msgs.append(r.stderr[start:].split("\n", 3)[:3])
+    assert msgs[0] == msgs[1]
+    assert "train.csv:2: expected 6 fields" in "\n".join(msgs[0])
+    assert "gone.png: missing file" in r.stderr
+    assert not (tmp_path / "out" / "checkpoint.pt").exists()
+
+
+def _tb_losses(out) -> list[float]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(out / "tensorboard"))
+    acc.Reload()
+    return [e.value for e in acc.Scalars("train/loss")]
+
+
+def test_default_fast_settings_match_the_seed_recipe(tmp_path):
+    """Same seed and data: defaults vs fp32 + find_unused_parameters=True, step by step."""
+    losses = []
+    for name, extra in (("fast", ()), ("plain", ("--find-unused-parameters", "--no-amp"))):
+        out = tmp_path / name
+        args = (*TINY, "--train-size=48", "--epochs=1", f"--output-dir={out}", *extra)
+        r = run(torchrun_cmd(*args))
+        assert r.returncode == 0, r.stderr[-3000:]
+        losses.append(_tb_losses(out))
+    fast, plain = losses
+    assert len(fast) == len(plain) == 3
+    assert fast == pytest.approx(plain, rel=1e-5, abs=1e-6)

@@ -1,0 +1,332 @@
+"""Train torchvision's RetinaNet with DistributedDataParallel.
+
+One process (CPU, or one GPU):
+
+    python -m training --epochs 3
+
+One node, N processes (one per GPU; on a CPU-only node N gloo processes):
+
+    torchrun --standalone --nnodes=1 --nproc_per_node=N -m training --output-dir outputs
+
+Two nodes (run on each node; HOST is the first node's address, JOB any shared name):
+
+    torchrun --nnodes=2 --nproc_per_node=N --rdzv_backend=c10d --rdzv_endpoint=HOST:29400 \\
+        --rdzv_id=JOB --max-restarts=3 -m training --config job.yaml
+
+The seed's six steps, in order: (1) `distributed.init_distributed`: the process group from
+RANK, WORLD_SIZE and LOCAL_RANK with init_method="env://", nccl on GPUs and gloo on CPUs, a
+barrier, logging that only rank 0 prints at INFO; (2) `data.train_loader`: a
+DistributedSampler with shuffling and per-process batch = global batch / world size;
+(3) `wrap_model`: SyncBatchNorm where there is trainable BatchNorm on GPUs, then DDP;
+(4) `sampler.set_epoch(epoch)` at the start of every epoch; (5) rank 0 alone writes
+`model_{epoch}.pt` and `checkpoint.pt`; (6) the launch lines above.
+
+On SIGTERM (systemctl stop, torchrun) the job finishes its step, writes checkpoint.pt and
+exits 0; the next launch resumes from there (`--resume auto`). Exit status 1 means training
+stopped on non-finite losses, 2 bad data or flags.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import time
+
+import torch
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.parallel import DistributedDataParallel
+
+from . import checkpoint as ckpt
+from . import distributed as du
+from .config import get_args_parser, parse_args, resolve_defaults
+from .data import DataError, build_dataset, check_data, train_loader, val_loader
+from .engine import (
+    EpochStats,
+    NonFiniteLoss,
+    StopFlag,
+    TrainContext,
+    evaluate,
+    injected_nonfinite,
+    train_one_epoch,
+)
+from .model import build_model, load_weights
+
+log = logging.getLogger("training")
+
+__all__ = ["get_args_parser", "main"]
+
+
+def wrap_model(model: torch.nn.Module, args, info: du.DistInfo) -> DistributedDataParallel:
+    """Seed step 3: SyncBatchNorm where it means something, then DDP."""
+    trainable_bn = [
+        m for m in model.modules() if isinstance(m, _BatchNorm) and m.weight is not None
+    ]
+    trainable_bn = [m for m in trainable_bn if m.weight.requires_grad]
+    if args.sync_bn:
+        if not trainable_bn:
+            log.warning(
+                "--sync-bn changes nothing: the model has no trainable BatchNorm "
+                "(FrozenBatchNorm2d keeps fixed statistics)"
+            )
+        elif info.device.type != "cuda":
+            log.info(
+                "SyncBatchNorm skipped: it works on GPUs only; each CPU process keeps its "
+                "own BatchNorm statistics (%d layers)",
+                len(trainable_bn),
+            )
+        else:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            log.info("SyncBatchNorm: converted %d BatchNorm layers", len(trainable_bn))
+    return DistributedDataParallel(
+        model,
+        device_ids=[info.local_rank] if info.device.type == "cuda" else None,
+        find_unused_parameters=args.find_unused_parameters,
+        gradient_as_bucket_view=True,
+    )
+
+
+def make_lr_lambda(args, steps_per_epoch: int):
+    """Linear warmup from 0.1% of the rate, then cosine to zero or steps down at --lr-steps."""
+    total = max(1, args.epochs * steps_per_epoch)
+    warmup = args.warmup_steps if args.warmup_steps is not None else min(1000, total // 20)
+    lr_steps = args.lr_steps or [round(args.epochs * 2 / 3), round(args.epochs * 8 / 9)]
+    milestones = [e * steps_per_epoch for e in lr_steps]
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return 0.001 + 0.999 * step / warmup
+        if args.lr_schedule == "cosine":
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            return 0.5 * (1 + math.cos(math.pi * progress))
+        return args.lr_gamma ** sum(step >= m for m in milestones)
+
+    return factor
+
+
+def amp_dtype(args, device: torch.device) -> torch.dtype | None:
+    if not args.amp:
+        return None
+    if device.type != "cuda":
+        log.warning("--amp: ignored on the CPU (mixed precision here is for GPUs)")
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def main(args) -> int:
+    """Run the job; returns the exit status (0 also after a SIGTERM checkpoint)."""
+    info = du.init_distributed(args.device, args.dist_backend)
+    try:
+        return _train(args, info)
+    except (DataError, du.SharedError) as exc:
+        log.error("%s", exc)  # the same message on every rank
+        return 2
+    except NonFiniteLoss as exc:
+        log.error("%s", exc)
+        return 1
+    finally:
+        du.cleanup()
+
+
+def _train(args, info: du.DistInfo) -> int:
+    resolve_defaults(args, info.device.type, info.world_size)
+    stop = StopFlag()
+    signal.signal(signal.SIGTERM, stop)
+    torch.manual_seed(args.seed)
+
+    train_set, val_set = build_dataset(args, "train"), build_dataset(args, "val")
+    check_data(train_set, val_set)  # raises the same DataError on every rank
+    if train_set.class_names != val_set.class_names:
+        raise DataError("training and validation data list different classes")
+    for ds in (train_set, val_set):
+        if hasattr(ds, "describe"):
+            log.info("%s", ds.describe())
+    loader, sampler, per_rank = train_loader(train_set, args, info)
+    steps_per_epoch = sampler.num_samples // per_rank
+    val = val_loader(val_set, args, info)
+    log.info(
+        "%s data: %d training / %d validation images, %d classes; %d steps per epoch, "
+        "batch %d (%d per process)",
+        args.dataset,
+        len(train_set),
+        len(val_set),
+        train_set.num_classes,
+        steps_per_epoch,
+        args.batch_size,
+        per_rank,
+    )
+
+    loaded = du.on_rank0(lambda: _load_resume_state(args))
+    model = build_model(args.backbone, train_set.num_classes, args.image_size, args.frozen_bn)
+    if loaded is None and args.weights:
+        # Rank 0 reads the file; DDP copies rank 0's parameters to every rank when it wraps.
+        du.on_rank0(lambda: load_weights(model, args.weights))
+    model.to(info.device)
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
+    model = wrap_model(model, args, info)
+    model_without_ddp = model.module
+    params = [p for p in model.parameters() if p.requires_grad]
+    if args.optimizer == "sgd":
+        optimizer = torch.optim.SGD(
+            params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay
+        )
+    else:
+        optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, make_lr_lambda(args, steps_per_epoch)
+    )
+    dtype = amp_dtype(args, info.device)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+
+    start_epoch, start_step, global_step = 0, 0, 0
+    stats, best = EpochStats(), {"map": -1.0, "map50": -1.0, "epoch": -1}
+    if loaded is not None:
+        state, path = loaded
+        model_without_ddp.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        lr_scheduler.load_state_dict(state["lr_scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, global_step = state["epoch"], state["global_step"]
+        # Samples already seen this epoch, in steps of the current global batch.
+        start_step = state["step"] * state["config"]["batch_size"] // args.batch_size
+        start_step = min(start_step, steps_per_epoch)
+        stats = EpochStats(**state["epoch_stats"])
+        best = state["best"]
+        if len(state.get("rng", [])) == info.world_size:
+            ckpt.set_rng_state(state["rng"][info.rank])
+        log.info(
+            "resumed from epoch %d, step %d/%d (%s)",
+            start_epoch,
+            start_step,
+            steps_per_epoch,
+            path,
+        )
+
+    writer = None
+    if info.is_main:
+        os.makedirs(args.output_dir, exist_ok=True)
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(os.path.join(args.output_dir, "tensorboard"), purge_step=global_step)
+    ctx = TrainContext(
+        model,
+        optimizer,
+        lr_scheduler,
+        scaler,
+        info.device,
+        dtype,
+        args,
+        stop,
+        writer,
+        global_step,
+        inject=injected_nonfinite(info.rank),
+    )
+
+    def save(epoch: int, step: int) -> None:
+        rng = du.all_gather(ckpt.rng_state())
+        if not info.is_main:
+            return
+        state = {
+            "model": model_without_ddp.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "lr_scheduler": lr_scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "epoch": epoch,
+            "step": step,
+            "global_step": ctx.global_step,
+            "epoch_stats": stats.as_dict(),
+            "best": dict(best),
+            "rng": rng,
+            "config": dict(vars(args)),
+            "class_names": list(train_set.class_names),
+            "world_size": info.world_size,
+        }
+        path = ckpt.save_checkpoint(state, args.output_dir)
+        log.info("saved %s (epoch %d, step %d)", path, epoch, step)
+
+    t_start = time.time()
+    for epoch in range(start_epoch, args.epochs):
+        sampler.set_epoch(epoch, start=start_step * per_rank)  # seed step 4
+        step, stopped = train_one_epoch(ctx, loader, epoch, start_step, steps_per_epoch, stats)
+        if stopped:
+            save(epoch, step)
+            log.info("stopped by SIGTERM at epoch %d step %d; exiting", epoch, step)
+            return 0
+        stats_map = None
+        if (args.eval_every and (epoch + 1) % args.eval_every == 0) or epoch == args.epochs - 1:
+            stats_map = evaluate(model_without_ddp, val, info.device, val_set, stop)
+            if stats_map is None:  # SIGTERM during evaluation: evaluate again on resume
+                save(epoch, steps_per_epoch)
+                log.info("stopped by SIGTERM while evaluating epoch %d; exiting", epoch)
+                return 0
+        summary = stats.summary()
+        if info.is_main and stats_map:
+            if stats_map[0] > best["map"]:
+                best = {"map": stats_map[0], "map50": stats_map[1], "epoch": epoch}
+        stats = EpochStats()
+        start_step = 0
+        if info.is_main:
+            ckpt.atomic_save(
+                model_without_ddp.state_dict(), os.path.join(args.output_dir, f"model_{epoch}.pt")
+            )
+        save(epoch + 1, 0)
+        if info.is_main:
+            _record_epoch(args, writer, epoch, summary, stats_map, optimizer, t_start)
+
+    if info.is_main:
+        if writer is not None:
+            writer.close()
+        if best["epoch"] >= 0:
+            log.info(
+                "done: %d epochs; best mAP %.3f (mAP@0.5 %.3f) at epoch %d: %s",
+                args.epochs,
+                best["map"],
+                best["map50"],
+                best["epoch"],
+                os.path.join(args.output_dir, f"model_{best['epoch']}.pt"),
+            )
+        else:
+            log.info("done: %d epochs; no evaluation ran", args.epochs)
+    return 0
+
+
+def _record_epoch(args, writer, epoch, summary, stats_map, optimizer, t_start) -> None:
+    """One line of metrics.jsonl, TensorBoard scalars and a log line for the epoch."""
+    record = {"epoch": epoch, **summary, "map": None, "map50": None}
+    if stats_map:
+        record.update(map=stats_map[0], map50=stats_map[1], map75=stats_map[2])
+    record.update(lr=optimizer.param_groups[0]["lr"], elapsed_s=round(time.time() - t_start, 1))
+    with open(os.path.join(args.output_dir, "metrics.jsonl"), "a") as f:
+        f.write(json.dumps(record) + "\n")
+    for key in ("loss", "img_per_s", "map", "map50"):
+        if record[key] is not None:
+            writer.add_scalar(f"epoch/{key}", record[key], epoch)
+    writer.flush()
+    log.info(
+        "epoch %d: loss %.4f mAP %s mAP@0.5 %s %.1f img/s%s",
+        epoch,
+        record["loss"],
+        "-" if record["map"] is None else f"{record['map']:.3f}",
+        "-" if record["map50"] is None else f"{record['map50']:.3f}",
+        record["img_per_s"],
+        f", {record['skipped_steps']} steps skipped" if record["skipped_steps"] else "",
+    )
+
+
+def _load_resume_state(args):
+    """(state, path) to resume from, or None; runs on rank 0 (the only rank with the files)."""
+    if args.resume == "none":
+        return None
+    if args.resume == "auto":
+        found = ckpt.load_latest(args.output_dir)
+        if found is None:
+            log.info("no checkpoint in %s: starting from scratch", args.output_dir)
+        return found
+    return ckpt.load_file(args.resume), args.resume
+
+
+def cli(argv=None) -> int:
+    return main(parse_args(get_args_parser(), argv))
