@@ -1,0 +1,7 @@
+"""``python -m tree``: see ``tree.cli``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,156 @@
+"""python -m tree, run for real in subprocesses: output, files written, exit codes, messages."""
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from .conftest import DATA
+from .test_classifier import SEED_TREE
+
+MAILS = str(DATA / "mails.csv")
+
+
+def run(*args, cwd):
+    done = subprocess.run(
+        [sys.executable, "-m", "tree", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def squeeze(text):
+    """Each line with its runs of spaces made one (the tables align with padding)."""
+    return [" ".join(line.split()) for line in text.splitlines()]
+
+
+def test_fit_trace_prints_the_seeds_tables_and_tree(tmp_path):
+    code, out, err = run(
+        "fit", MAILS, "--target", "label", "--log-base", "10", "--trace", cwd=tmp_path
+    )
+    assert code == 0, err
+    lines = squeeze(out)
+    root = lines[: lines.index("")]
+    assert root[0] == "[root] 10 rows: spam 5/10, ham 5/10; entropy 0.301"
+    for row in [
+        "length spam ham entropy",
+        "long 4/7 3/7 0.2965",
+        "short 1/3 2/3 0.2764",
+        "image spam ham entropy",
+        "Y 2/7 5/7 0.2598",
+        "N 3/3 0/3 0",
+        "bitcoin spam ham entropy",
+        "Y 4/5 1/5 0.2173",  # the seed shortens it to 0.217
+        "N 1/5 4/5 0.2173",
+        "weighted 0.2905, gain 0.0104",  # numbers are cut after four decimals, as the seed's
+        "weighted 0.1818, gain 0.1191",
+        "weighted 0.2173, gain 0.0837",
+        "=> split on image (highest gain 0.1191)",
+    ]:
+        assert row in root
+    assert "[image = Y] 7 rows: spam 2/7, ham 5/7; entropy 0.2598" in lines
+    assert "=> split on bitcoin (highest gain 0.1413)" in lines
+    assert "[image = Y, bitcoin = Y] 3 rows: spam 2/3, ham 1/3; entropy 0.2764" in lines
+    assert "=> split on length (highest gain 0.2764)" in lines
+    assert out.rstrip().endswith(SEED_TREE)
+
+
+def test_fit_with_the_seeds_unweighted_rule_prints_the_sums(tmp_path):
+    code, out, _ = run(
+        "fit",
+        MAILS,
+        "--target",
+        "label",
+        "--log-base",
+        "10",
+        "--trace",
+        "--criterion",
+        "unweighted_entropy",
+        cwd=tmp_path,
+    )
+    assert code == 0
+    lines = squeeze(out)
+    assert "sum 0.573, weighted 0.2905, gain 0.0104" in lines  # length: 0.2965 + 0.2764
+    assert "sum 0.2598, weighted 0.1818, gain 0.1191" in lines  # image: 0.2598 + 0
+    assert "sum 0.4346, weighted 0.2173, gain 0.0837" in lines  # bitcoin: 0.217 + 0.217
+    assert "=> split on image (lowest sum of entropies 0.2598)" in lines
+    assert out.rstrip().endswith(SEED_TREE)
+
+
+def test_fit_out_then_predict_and_show(tmp_path):
+    code, _, err = run("fit", MAILS, "--target", "label", "--out", "model.json", cwd=tmp_path)
+    assert code == 0 and "model.json" in err
+    new = tmp_path / "new.csv"
+    new.write_text("image,length,bitcoin\nY,short,Y\nN,long,N\nY,medium,Y\n")
+    code, out, err = run("predict", "model.json", new, "--proba", cwd=tmp_path)
+    assert code == 0, err
+    assert out.splitlines() == [
+        "label,p_ham,p_spam",
+        "ham,1.0,0.0",
+        "spam,0.0,1.0",
+        "spam,0.333333,0.666667",  # unseen "medium": the node's 1 ham and 2 spam
+    ]
+    code, _, _ = run("predict", "model.json", MAILS, "--out", "pred.csv", cwd=tmp_path)
+    assert code == 0
+    assert (tmp_path / "pred.csv").read_text().splitlines()[1:4] == ["spam", "spam", "spam"]
+    code, out, _ = run("show", "model.json", cwd=tmp_path)
+    assert code == 0 and out.rstrip() == SEED_TREE
+    code, out, _ = run("show", "model.json", "--dot", cwd=tmp_path)
+    assert code == 0 and out.startswith("digraph ID3 {")
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz dot is not installed")
+def test_show_png_writes_a_png(tmp_path):
+    run("fit", MAILS, "--target", "label", "--out", "model.json", cwd=tmp_path)
+    code, _, err = run("show", "model.json", "--png", "tree.png", cwd=tmp_path)
+    assert code == 0, err
+    assert (tmp_path / "tree.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    ("setup", "args", "message"),
+    [
+        (None, ["fit", MAILS, "--target", "spam"], "has no column 'spam' (--target)"),
+        ({"empty.csv": b""}, ["fit", "empty.csv", "--target", "label"], "is empty"),
+        ({"head.csv": b"label,image\n"}, ["fit", "head.csv", "--target", "label"], "no data rows"),
+        (None, ["fit", "nowhere.csv", "--target", "label"], "cannot read nowhere.csv"),
+        (
+            {"bad.csv": b"\xff\xfe\x00\x81\x9f\xa0\n\x00\x00"},
+            ["fit", "bad.csv", "--target", "label"],
+            "cannot read bad.csv",
+        ),
+        (
+            {"nolabel.csv": b"label,image\nspam,Y\n,N\n"},
+            ["fit", "nolabel.csv", "--target", "label"],
+            "missing label",
+        ),
+        ({"m.json": b'{"weights": [1, 2]}'}, ["show", "m.json"], "not a tree model"),
+        ({"m.json": b"label,image\n"}, ["predict", "m.json", MAILS], "not a tree model"),
+        ({"m.json": b"\x80\x04\x95pickle"}, ["show", "m.json"], "not a tree model"),
+        (None, ["show", "missing.json"], "cannot read missing.json"),
+    ],
+)
+def test_bad_input_exits_2_with_a_clear_message(tmp_path, setup, args, message):
+    for name, content in (setup or {}).items():
+        (tmp_path / name).write_bytes(content)
+    code, out, err = run(*args, cwd=tmp_path)
+    assert code == 2
+    assert err.startswith("error: ") and message in err
+    assert "Traceback" not in err
+
+
+def test_predict_names_the_columns_the_model_needs(tmp_path):
+    run("fit", MAILS, "--target", "label", "--out", "model.json", cwd=tmp_path)
+    (tmp_path / "few.csv").write_text("image\nY\n")
+    code, _, err = run("predict", "model.json", "few.csv", cwd=tmp_path)
+    assert code == 2 and "lacks the model's column(s): length, bitcoin" in err
+
+
+def test_usage_errors_exit_2():
+    code, _, err = run("fit", MAILS, cwd=".")
+    assert code == 2 and "--target" in err
