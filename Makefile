@@ -37,8 +37,11 @@ node-image: system-deps
 	@tools/build-node-image.sh
 
 .PHONY: train  ## Run the default DDP training job on this node (ARGS="--epochs 3 ...")
+# TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1: a restarted worker group must not read the previous
+# group's addresses from torchrun's shared store (pytorch/pytorch#135712).
 train: venv
-	$(VENV)/bin/torchrun --standalone --nnodes=1 --nproc-per-node=$(NPROC) -m training $(ARGS)
+	TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 $(VENV)/bin/torchrun --standalone --nnodes=1 \
+	  --nproc-per-node=$(NPROC) -m training $(ARGS)
 
 .PHONY: test  ## Run every test: lint, Python tests (real torchrun), all molecule scenarios
 test: system-deps venv

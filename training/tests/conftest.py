@@ -43,6 +43,9 @@ _LAUNCH_VARS = (
 
 def clean_env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in _LAUNCH_VARS}
+    # As the Makefile and the README: a restarted worker group must not read the previous
+    # group's addresses from torchrun's shared store (pytorch/pytorch#135712).
+    env["TORCH_DISABLE_SHARE_RDZV_TCP_STORE"] = "1"
     env.update(extra)
     return env
 

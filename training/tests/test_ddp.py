@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -62,7 +63,7 @@ def test_second_launch_resumes_to_a_third_epoch(two_epochs, tmp_path):
     r = run(torchrun_cmd(*TINY, "--epochs=3", f"--output-dir={out}"))
     assert r.returncode == 0, r.stderr[-4000:]
     assert "resumed from epoch 2, step 0/" in r.stderr
-    assert "epoch 0 step" not in r.stderr and "epoch 2 step 2/2" in r.stderr
+    assert not re.search(r"epoch [01] step", r.stderr) and "epoch 2 step 4/4" in r.stderr
     assert [row["epoch"] for row in metrics(out)] == [0, 1, 2]
     assert (out / "model_2.pt").exists()
 
@@ -145,7 +146,7 @@ def test_two_nodes_with_c10d_rendezvous_only_rank0_writes(tmp_path):
 
 def test_max_restarts_recovers_from_a_killed_worker(tmp_path):
     out = tmp_path / "out"
-    cmd = torchrun_cmd(*TINY, "--train-size=96", "--epochs=3", f"--output-dir={out}")
+    cmd = torchrun_cmd(*TINY, "--train-size=96", "--epochs=2", f"--output-dir={out}")
     cmd.insert(cmd.index("-m", 3), "--max-restarts=1")
     launch = Launch(cmd)
     deadline = time.monotonic() + 90
@@ -156,8 +157,8 @@ def test_max_restarts_recovers_from_a_killed_worker(tmp_path):
     subprocess.run(["kill", "-9", str(victim)], check=True)
     assert launch.wait(150) == 0, launch.output[-4000:]
     assert "resumed from epoch 1" in launch.output
-    assert [r["epoch"] for r in metrics(out)][-2:] == [1, 2]
-    assert load_file(str(out / "checkpoint.pt"))["epoch"] == 3
+    assert [r["epoch"] for r in metrics(out)] == [0, 1]
+    assert load_file(str(out / "checkpoint.pt"))["epoch"] == 2
 
 
 def _sigterm_mid_epoch(tmp_path, send):
@@ -201,28 +202,20 @@ def test_sigterm_to_the_whole_group_as_systemctl_stop_does(tmp_path):
     assert rc in (0, 1, -signal.SIGTERM, 128 + signal.SIGTERM), rc
 
 
-def test_nonfinite_loss_on_one_rank_is_skipped_on_all_ranks(tmp_path):
+def test_nonfinite_loss_on_one_rank_is_skipped_then_repeated_ones_stop_every_rank(tmp_path):
     out = tmp_path / "out"
-    env = clean_env(TRAINING_TEST_NONFINITE="1:2")
-    r = run(torchrun_cmd(*TINY, "--epochs=2", f"--output-dir={out}"), env=env)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert (
-        "non-finite loss at step 2 (epoch 0) on 1 of 2 ranks; step skipped on all ranks" in r.stderr
-    )
-    rows = metrics(out)
-    assert rows[0]["skipped_steps"] == 1 and rows[1]["skipped_steps"] == 0
-
-
-def test_consecutive_nonfinite_losses_stop_every_rank(tmp_path):
-    env = clean_env(TRAINING_TEST_NONFINITE="0:1,0:2,1:3")
-    args = (*TINY, "--epochs=2", "--max-nonfinite=3", f"--output-dir={tmp_path / 'out'}")
+    # Step 1: rank 1 alone; steps 5-7 (epoch 1): one rank or the other, three in a row.
+    env = clean_env(TRAINING_TEST_NONFINITE="1:1,0:5,1:6,0:7")
+    args = (*TINY, "--epochs=3", "--max-nonfinite=3", f"--output-dir={out}")
     r = run(torchrun_cmd(*args), env=env, timeout=90)
+    expected = "non-finite loss at step 1 (epoch 0) on 1 of 2 ranks; step skipped on all ranks"
+    assert expected in r.stderr
+    rows = metrics(out)
+    assert len(rows) == 1 and rows[0]["skipped_steps"] == 1  # epoch 0 went on and finished
     assert r.returncode != 0
     for rank in (0, 1):
-        assert (
-            f"[rank {rank}/2] ERROR stopping: 3 consecutive steps with a non-finite loss"
-            in r.stderr
-        )
+        expected = f"[rank {rank}/2] ERROR stopping: 3 consecutive steps with a non-finite loss"
+        assert expected in r.stderr
 
 
 def test_bad_data_stops_every_rank_with_the_same_message(tmp_path):
@@ -262,7 +255,7 @@ def test_default_fast_settings_match_the_seed_recipe(tmp_path):
     losses = []
     for name, extra in (("fast", ()), ("plain", ("--find-unused-parameters", "--no-amp"))):
         out = tmp_path / name
-        args = (*TINY, "--train-size=48", "--epochs=1", f"--output-dir={out}", *extra)
+        args = (*TINY, "--train-size=24", "--epochs=1", f"--output-dir={out}", *extra)
         r = run(torchrun_cmd(*args))
         assert r.returncode == 0, r.stderr[-3000:]
         losses.append(_tb_losses(out))
