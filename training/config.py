@@ -39,7 +39,9 @@ DEVICE_DEFAULTS = {
 
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("data")
-    g.add_argument("--dataset", default="synthetic", choices=["synthetic", "coco", "csv"])
+    g.add_argument(
+        "--dataset", default="synthetic", choices=["synthetic", "coco", "csv"], help="data source"
+    )
     g.add_argument(
         "--train-size", type=int, help="synthetic: training images (cpu 1600, cuda 16000)"
     )
@@ -75,11 +77,20 @@ def add_device_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show a flag's default unless it is None (the device decides those; the help says how)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default == argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m training",
         description="Train RetinaNet with DistributedDataParallel (launch with torchrun).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of flag: value")
     parser.add_argument("--output-dir", default="outputs", help="checkpoints, logs, metrics")
@@ -95,11 +106,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     g = parser.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, help="epochs to train (cpu 3, cuda 12)")
     g.add_argument("--batch-size", type=int, help="global batch size (cpu 16, cuda 16 per GPU)")
-    g.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"])
+    g.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"], help="optimizer")
     g.add_argument("--lr", type=float, help="peak learning rate (adamw 2e-3, sgd 0.01)")
     g.add_argument("--momentum", type=float, default=0.9, help="sgd momentum")
-    g.add_argument("--weight-decay", type=float, default=1e-4)
-    g.add_argument("--lr-schedule", default="cosine", choices=["cosine", "step"])
+    g.add_argument("--weight-decay", type=float, default=1e-4, help="weight decay")
+    g.add_argument(
+        "--lr-schedule", default="cosine", choices=["cosine", "step"], help="after the warmup"
+    )
     g.add_argument(
         "--warmup-steps", type=int, help="linear warmup steps (default 5%% of all, at most 1000)"
     )
