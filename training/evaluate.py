@@ -69,7 +69,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     add_data_args(parser)
     add_model_args(parser)
     add_device_args(parser)
-    parser.set_defaults(dataset=None, seed=None)
+    parser.set_defaults(dataset=None, seed=None, frozen_bn=None)
     return parser
 
 

@@ -185,7 +185,14 @@ def _train(args, info: du.DistInfo) -> int:
     stats, best = EpochStats(), {"map": -1.0, "map50": -1.0, "epoch": -1}
     if loaded is not None:
         state, path = loaded
-        model_without_ddp.load_state_dict(state["model"])
+        try:
+            model_without_ddp.load_state_dict(state["model"])
+        except RuntimeError as exc:  # the same on every rank: they all load the same state
+            raise du.SharedError(
+                f"{path} does not fit this model (--backbone {args.backbone}, "
+                f"{train_set.num_classes} classes); pass --resume none or another "
+                f"--output-dir: {str(exc).splitlines()[0]}"
+            ) from None
         optimizer.load_state_dict(state["optimizer"])
         lr_scheduler.load_state_dict(state["lr_scheduler"])
         scaler.load_state_dict(state["scaler"])
