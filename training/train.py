@@ -275,7 +275,7 @@ def _train(args, info: du.DistInfo) -> int:
                 best = {"map": stats_map[0], "map50": stats_map[1], "epoch": epoch}
         stats = EpochStats()
         start_step = 0
-        if info.is_main:
+        if info.is_main:  # seed step 5: rank 0 alone writes, the unwrapped model's state_dict
             ckpt.atomic_save(
                 model_without_ddp.state_dict(), os.path.join(args.output_dir, f"model_{epoch}.pt")
             )
