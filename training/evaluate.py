@@ -20,21 +20,6 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-STAT_NAMES = [
-    "AP",
-    "AP50",
-    "AP75",
-    "AP_small",
-    "AP_medium",
-    "AP_large",
-    "AR1",
-    "AR10",
-    "AR100",
-    "AR_small",
-    "AR_medium",
-    "AR_large",
-]
-
 
 def coco_stats(gt: dict | COCO, detections) -> list[float]:
     """The twelve COCO bbox numbers; `detections` is a list of result dicts or a file path."""
