@@ -130,7 +130,8 @@ class Launch:
 
     def workers(self) -> list[int]:
         """PIDs of the worker processes (children of torchrun)."""
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True)
+        cmd = ["pgrep", "-P", str(self.proc.pid)]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
         return [int(p) for p in out.stdout.split()]
 
 

@@ -154,7 +154,7 @@ def test_max_restarts_recovers_from_a_killed_worker(tmp_path):
         assert time.monotonic() < deadline and launch.proc.poll() is None, launch.output[-3000:]
         time.sleep(0.05)
     victim = launch.workers()[-1]
-    subprocess.run(["kill", "-9", str(victim)], check=True)
+    subprocess.run(["kill", "-9", str(victim)], check=True, timeout=10)
     assert launch.wait(150) == 0, launch.output[-4000:]
     assert "resumed from epoch 1" in launch.output
     assert [r["epoch"] for r in metrics(out)] == [0, 1]
