@@ -35,11 +35,19 @@ class SyntheticDataset(DetectionDataset):
         self.split_code = _SPLITS[split]
         self.class_names = list(CLASS_NAMES)
         self.category_ids = list(range(1, len(CLASS_NAMES) + 1))
+        self._noise_field = None
         self._layouts = [self._layout(i) for i in range(size)]
         for i, objects in enumerate(self._layouts):
             boxes = np.array([o[1] for o in objects], np.float32).reshape(-1, 4)
             labels = np.array([o[0] for o in objects], np.int64)
             self.records.append(Record(i + 1, None, image_size, image_size, boxes, labels))
+
+    def _noise(self) -> np.ndarray:
+        if self._noise_field is None:  # made on first use, in each loader worker
+            rng = np.random.default_rng([self.seed, self.split_code, 2**31])
+            size = 2 * self.image_size
+            self._noise_field = rng.standard_normal((size, size, 3), dtype=np.float32)
+        return self._noise_field
 
     def _rng(self, index: int, stream: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.split_code, index, stream])
@@ -74,16 +82,23 @@ class SyntheticDataset(DetectionDataset):
 
     def load_image(self, index: int) -> Image.Image:
         rng, s = self._rng(index, 1), self.image_size
-        yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) / s
-        # Background: a two-colour gradient, stripes of random frequency and angle, and noise.
-        c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+        f32 = np.float32
+        xx = np.arange(s, dtype=f32)[None, :] / s
+        yy = np.arange(s, dtype=f32)[:, None] / s
+        # Background: a two-colour gradient, stripes of random frequency and angle, and noise
+        # (float32 and broadcasting throughout: generation must keep up with a GPU at 512 px).
+        c0, c1 = rng.uniform(0, 255, 3).astype(f32), rng.uniform(0, 255, 3).astype(f32)
         angle = rng.uniform(0, np.pi)
-        t = (np.cos(angle) * xx + np.sin(angle) * yy + 1) / 2
-        img = c0 * (1 - t[..., None]) + c1 * t[..., None]
+        t = (f32(np.cos(angle)) * xx + f32(np.sin(angle)) * yy + 1) / 2
         freq, phase, angle2 = rng.uniform(2, 12), rng.uniform(0, 2 * np.pi), rng.uniform(0, np.pi)
-        stripes = np.sin(2 * np.pi * freq * (np.cos(angle2) * xx + np.sin(angle2) * yy) + phase)
-        img += rng.uniform(0, 30) * stripes[..., None]
-        img += rng.normal(0, rng.uniform(5, 25), (s, s, 3))
+        arg = f32(2 * np.pi * freq) * (f32(np.cos(angle2)) * xx + f32(np.sin(angle2)) * yy)
+        shade = f32(rng.uniform(0, 30)) * np.sin(arg + f32(phase))
+        # Noise: a window of one shared noise field (drawing fresh noise per image costs more
+        # than everything else here).
+        oy, ox = rng.integers(0, s, 2)
+        img = self._noise()[oy : oy + s, ox : ox + s] * f32(rng.uniform(5, 25))
+        img += shade[..., None]
+        img += c0 + (c1 - c0) * t[..., None]
         for cls, _box, colour, x0, y0, w, h in self._layouts[index]:
             region = img[y0 : y0 + h, x0 : x0 + w]
             # Keep each shape visible: push its colour away from the background under it.
