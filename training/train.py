@@ -13,6 +13,9 @@ Two nodes (run on each node; HOST is the first node's address, JOB any shared na
     torchrun --nnodes=2 --nproc_per_node=N --rdzv_backend=c10d --rdzv_endpoint=HOST:29400 \\
         --rdzv_id=JOB --max-restarts=3 -m training --config job.yaml
 
+With --max-restarts, export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 first: otherwise a
+restarted group can read the old group's addresses from torchrun's store (pytorch#135712).
+
 The seed's six steps, in order: (1) `distributed.init_distributed`: the process group from
 RANK, WORLD_SIZE and LOCAL_RANK with init_method="env://", nccl on GPUs and gloo on CPUs, a
 barrier, logging that only rank 0 prints at INFO; (2) `data.train_loader`: a
