@@ -59,22 +59,16 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def evaluate_checkpoint(args) -> list[float] | None:
-    import torch
 
     from . import distributed as du
     from .config import resolve_defaults
     from .data import build_dataset, check_data, val_loader
     from .engine import evaluate
-    from .model import build_model, infer_architecture, strip_prefixes
+    from .model import build_model, infer_architecture, read_saved
 
     info = du.init_distributed(args.device, args.dist_backend)
     try:
-        state = torch.load(args.checkpoint, map_location="cpu", weights_only=True)
-        config = {}
-        if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-            config = state.get("config", {})
-            state = state["model"]
-        state = strip_prefixes(state)
+        state, config, _ = read_saved(args.checkpoint)
         backbone, num_classes = infer_architecture(state)
         for key in ("dataset", "seed", "image_size", "val_size", "backbone", "frozen_bn"):
             if getattr(args, key, None) is None:

@@ -113,10 +113,7 @@ def load_weights(model: RetinaNet, path: str) -> None:
     Tensors whose name or shape does not match (a head for another number of classes) are
     skipped and counted in the log.
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
-    state = strip_prefixes(state)
+    state, _, _ = read_saved(path)
     if not any(k.startswith(("backbone.", "head.")) for k in state):
         state = {f"backbone.body.{k}": v for k, v in state.items()}  # a ResNet's state_dict
     own = model.state_dict()
@@ -148,3 +145,14 @@ def infer_architecture(state_dict: dict) -> tuple[str, int]:
     logits = state_dict["head.classification_head.cls_logits.weight"].shape[0]
     anchors = state_dict["head.regression_head.bbox_reg.weight"].shape[0] // 4
     return backbone, logits // anchors
+
+
+def read_saved(path: str) -> tuple[dict, dict, list[str] | None]:
+    """(state_dict, training config, class names) of a checkpoint.pt or a bare model_N.pt
+    (whose config is empty and class names None)."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    config, names = {}, None
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        config, names = state.get("config", {}), state.get("class_names")
+        state = state["model"]
+    return strip_prefixes(state), config, names

@@ -19,8 +19,9 @@ from PIL import Image
 from torchvision.utils import draw_bounding_boxes
 
 from .config import DEVICE_DEFAULTS, parse_args
+from .data.base import resize_to_tensor
 from .data.csv_format import read_classes
-from .model import build_model, infer_architecture, strip_prefixes
+from .model import build_model, infer_architecture, read_saved
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -40,12 +41,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def load_model(path: str, image_size: int | None, device: torch.device):
     """(model, class names, image size) from a checkpoint.pt or a bare model_N.pt."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    config, names = {}, None
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        config, names = state.get("config", {}), state.get("class_names")
-        state = state["model"]
-    state = strip_prefixes(state)
+    state, config, names = read_saved(path)
     backbone, num_classes = infer_architecture(state)
     image_size = (
         image_size or config.get("image_size") or DEVICE_DEFAULTS[device.type]["image_size"]
@@ -67,14 +63,10 @@ def main(argv=None) -> int:
     for path in args.images:
         with Image.open(path) as im:
             original = im.convert("RGB")
-        scale = image_size / max(original.size)
-        size = (max(1, round(original.width * scale)), max(1, round(original.height * scale)))
-        resized = original.resize(size, Image.Resampling.BILINEAR)
-        x = torch.from_numpy(np.asarray(resized).copy()).permute(2, 0, 1)
+        x, (sx, sy) = resize_to_tensor(original, image_size)
         with torch.inference_mode():
             out = model([x.float().div(255).to(device)])[0]
         keep = out["scores"] >= args.score_threshold
-        sx, sy = size[0] / original.width, size[1] / original.height
         boxes = out["boxes"][keep].cpu() / torch.tensor([sx, sy, sx, sy])
         labels = [
             f"{names[i] if names and i < len(names) else f'class {i}'} {s:.2f}"

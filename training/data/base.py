@@ -110,16 +110,7 @@ class DetectionDataset(Dataset):
     def __getitem__(self, key):
         epoch, index = key if isinstance(key, tuple) else (0, key)
         rec = self.records[index]
-        img = self.load_image(index)
-        # Resize keeping the aspect ratio: the longer side becomes image_size.
-        scale = self.image_size / max(img.size)
-        if scale != 1.0:
-            size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-            scale_x, scale_y = size[0] / img.width, size[1] / img.height
-            img = img.resize(size, Image.Resampling.BILINEAR)
-        else:
-            scale_x = scale_y = 1.0
-        image = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1)
+        image, (scale_x, scale_y) = resize_to_tensor(self.load_image(index), self.image_size)
         boxes = torch.from_numpy(rec.boxes).float() * torch.tensor(
             [scale_x, scale_y, scale_x, scale_y]
         )
@@ -156,6 +147,19 @@ class DetectionDataset(Dataset):
             {"id": c, "name": n} for c, n in zip(self.category_ids, self.class_names, strict=True)
         ]
         return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def resize_to_tensor(img: Image.Image, image_size: int) -> tuple[torch.Tensor, tuple]:
+    """Resize keeping the aspect ratio (the longer side becomes image_size); return a uint8
+    CHW tensor and the (x, y) scale factors applied."""
+    scale = image_size / max(img.size)
+    if scale != 1.0:
+        size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+        scales = (size[0] / img.width, size[1] / img.height)
+        img = img.resize(size, Image.Resampling.BILINEAR)
+    else:
+        scales = (1.0, 1.0)
+    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1), scales
 
 
 def collate(batch):
