@@ -1,0 +1,340 @@
+"""The training_env and torchrun_service roles on the controller, without containers:
+their interface (defaults, argument specs, site.yml, launch.yml, stop.yml), the torchrun
+arguments each node gets, the reproducible project wheel, the venv probe, and the torchrun
+wrapper's exit on SIGTERM. The molecule scenarios `torchrun` and `cluster` run them for real."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+ROLES = ROOT / "ansible" / "roles"
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def _yaml(path: Path):
+    return yaml.safe_load(path.read_text())
+
+
+def _playbook(tmp_path: Path, play: list, inventory: dict, *args: str):
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(play, sort_keys=False))
+    (tmp_path / "hosts.yml").write_text(yaml.safe_dump(inventory, sort_keys=False))
+    return subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", str(tmp_path / "hosts.yml")]
+        + [str(tmp_path / "play.yml"), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**ENV, "ANSIBLE_ROLES_PATH": str(ROLES), "ANSIBLE_NOCOLOR": "1"},
+        timeout=300,
+        check=False,
+    )
+
+
+# --- interface -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ["training_env", "torchrun_service"])
+def test_every_input_is_prefixed_commented_and_specified(role):
+    defaults = _yaml(ROLES / role / "defaults" / "main.yml")
+    specs = _yaml(ROLES / role / "meta" / "argument_specs.yml")["argument_specs"]
+    specified = {name: opt for entry in specs.values() for name, opt in entry["options"].items()}
+    assert sorted(specified) == sorted(defaults)
+    lines = (ROLES / role / "defaults" / "main.yml").read_text().splitlines()
+    for name, value in defaults.items():
+        assert name.startswith(f"{role}_")
+        # The comment above it, or above the group of variables it belongs to.
+        row = next(i for i, line in enumerate(lines) if line.startswith(f"{name}:")) - 1
+        while row > 0 and (lines[row].startswith(f"{role}_") or lines[row].startswith(" ")):
+            row -= 1
+        assert lines[row].startswith("#"), f"{name} has no comment above it"
+        assert specified[name].get("description"), name
+        if "default" in specified[name] and "{{" not in str(value):
+            assert specified[name]["default"] == value, name
+    readme = (ROLES / role / "README.md").read_text()
+    for name in defaults:
+        assert name in readme or name.rsplit("_", 1)[0] in readme, f"{name} not in the README"
+
+
+def test_site_yml_runs_driver_then_deployment_then_launcher():
+    plays = _yaml(ROOT / "site.yml")
+    roles = [r["role"] if isinstance(r, dict) else r for play in plays for r in play["roles"]]
+    assert roles == ["nvidia_driver", "training_env", "torchrun_service"]
+
+
+@pytest.mark.parametrize("playbook", ["launch.yml", "stop.yml"])
+def test_launch_and_stop_pass_syntax_check(playbook):
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), playbook, "-i", "inventory", "--syntax-check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=ENV,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# --- the torchrun arguments of each node ---------------------------------------------------------
+
+
+def _render_units(tmp_path: Path, hosts: dict, **group_vars) -> dict[str, str]:
+    play = [
+        {
+            "name": "Render the unit of every host",
+            "hosts": "gpu_nodes",
+            "connection": "local",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": "Work out the torchrun arguments",
+                    "ansible.builtin.include_role": {
+                        "name": "torchrun_service",
+                        "tasks_from": "facts",
+                        "public": True,
+                    },
+                },
+                {
+                    "name": "Render the unit",
+                    "ansible.builtin.template": {
+                        "src": str(ROLES / "torchrun_service" / "templates" / "unit.service.j2"),
+                        "dest": f"{tmp_path}/{{{{ inventory_hostname }}}}.service",
+                        "mode": "0644",
+                    },
+                },
+            ],
+        }
+    ]
+    inventory = {
+        "all": {
+            "children": {
+                "gpu_nodes": {
+                    "hosts": hosts,
+                    "vars": {
+                        "ansible_python_interpreter": sys.executable,
+                        "torchrun_service_after_persistenced": False,
+                        **group_vars,
+                    },
+                }
+            }
+        }
+    }
+    proc = _playbook(tmp_path, play, inventory)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return {name: (tmp_path / f"{name}.service").read_text() for name in hosts}
+
+
+def _exec_start(unit: str) -> list[str]:
+    text = unit.split("ExecStart=", 1)[1].split("\nRestart=", 1)[0]
+    return text.replace("\\\n", " ").split()
+
+
+def test_three_nodes_meet_at_the_first_hosts_rendezvous(tmp_path):
+    hosts = {f"gpu-{i}": {"ansible_host": f"192.0.2.1{i}"} for i in (1, 2, 3)}
+    units = _render_units(
+        tmp_path,
+        hosts,
+        torchrun_service_nproc_per_node=8,
+        torchrun_service_job_id="coco-r50",
+        torchrun_service_nccl_ib_disable=False,
+    )
+    for name, unit in units.items():
+        args = _exec_start(unit)
+        assert args[:2] == [
+            "/opt/ddp-cluster/venv/bin/python",
+            "/usr/local/lib/ddp-train/torchrun_service.py",
+        ]
+        is_host = "true" if name == "gpu-1" else "false"
+        assert args[2:9] == [
+            "--nnodes=3",
+            "--nproc-per-node=8",
+            "--rdzv-backend=c10d",
+            "--rdzv-endpoint=192.0.2.11:29400",
+            "--rdzv-id=coco-r50",
+            f"--rdzv-conf=join_timeout=900,is_host={is_host}",
+            "--max-restarts=3",
+        ]
+        assert "--standalone" not in args
+        assert args[9:] == [
+            "-m",
+            "training",
+            "--config",
+            "/etc/ddp-train/train.yaml",
+            "--output-dir",
+            "/var/lib/ddp-train/jobs/coco-r50",
+        ]
+        assert "User=ddp\n" in unit and "Restart=on-failure\n" in unit
+        assert "KillSignal=SIGTERM\n" in unit and "TimeoutStopSec=120\n" in unit
+        assert "ReadWritePaths=/var/lib/ddp-train/jobs/coco-r50\n" in unit
+        # NCCL may use InfiniBand: the verbs devices and unlimited locked memory.
+        assert "DeviceAllow=char-infiniband_verbs rw\n" in unit
+        assert "LimitMEMLOCK=infinity\n" in unit
+        assert "After=network-online.target\n" in unit
+
+
+def test_one_node_runs_standalone_on_the_cpu_without_infiniband(tmp_path):
+    units = _render_units(
+        tmp_path,
+        {"solo": {}},
+        torchrun_service_nccl_ib_disable=True,
+        torchrun_service_after_persistenced=True,
+    )
+    args = _exec_start(units["solo"])
+    # One process per GPU that nvidia-smi lists; one CPU process where there is none.
+    gpus = 0
+    if shutil.which("nvidia-smi"):
+        out = subprocess.run(["nvidia-smi", "--list-gpus"], capture_output=True, text=True)
+        gpus = sum(line.startswith("GPU ") for line in out.stdout.splitlines())
+    nproc = gpus or 1
+    assert args[2:6] == [
+        "--nnodes=1",
+        f"--nproc-per-node={nproc}",
+        "--standalone",
+        "--max-restarts=3",
+    ]
+    assert not [a for a in args if a.startswith("--rdzv")]
+    assert "infiniband" not in units["solo"] and "LimitMEMLOCK" not in units["solo"]
+    assert "After=network-online.target nvidia-persistenced.service\n" in units["solo"]
+
+
+# --- the project's wheel and the venv probe ------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_project_wheel_is_the_same_bytes_on_every_build(tmp_path):
+    play = [
+        {
+            "name": "Build the wheel twice",
+            "hosts": "localhost",
+            "connection": "local",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": f"Build {n}",
+                    "ansible.builtin.include_role": {"name": "training_env", "tasks_from": "wheel"},
+                    "vars": {"training_env_build_dir": f"{tmp_path}/build{n}"},
+                }
+                for n in (1, 2)
+            ],
+        }
+    ]
+    hosts = {"localhost": {"ansible_python_interpreter": sys.executable}}
+    proc = _playbook(tmp_path, play, {"all": {"hosts": hosts}})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    wheels = [next((tmp_path / f"build{n}").glob("ddp_cluster-*.whl")) for n in (1, 2)]
+    digests = {hashlib.sha256(w.read_bytes()).hexdigest() for w in wheels}
+    assert len(digests) == 1
+    names = zipfile.ZipFile(wheels[0]).namelist()
+    assert "training/__main__.py" in names and "tree/__init__.py" in names
+    assert not [n for n in names if "/tests/" in n]
+
+
+def _probe(tmp_path: Path, requires: list[str], marker: str | None):
+    wheel = tmp_path / "demo-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        meta = "Metadata-Version: 2.1\nName: demo\nVersion: 1.0\n"
+        meta += "".join(f"Requires-Dist: {r}\n" for r in requires)
+        z.writestr("demo-1.0.dist-info/METADATA", meta)
+    sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    marker_file = tmp_path / "marker"
+    if marker is not None:
+        marker_file.write_text((sha if marker == "match" else marker) + "\n")
+    probe = ROLES / "training_env" / "files" / "probe.py"
+    out = subprocess.run(
+        [sys.executable, "-c", probe.read_text(), str(wheel), str(marker_file)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    return json.loads(out.stdout), sha
+
+
+@pytest.mark.slow
+def test_the_probe_reports_torch_requirements_and_the_installed_wheel(tmp_path):
+    import torch
+
+    report, sha = _probe(
+        tmp_path,
+        ["pip>=1", "surely-not-installed-package>=1", 'win-only; sys_platform == "win32"'],
+        "match",
+    )
+    assert report["torch_version"] == torch.__version__
+    assert report["torch_cuda"] == (torch.version.cuda or "cpu")
+    assert report["errors"] == []
+    assert report["deps_ok"] is False
+    assert report["missing"] == ["surely-not-installed-package>=1 (have None)"]
+    assert report["wheel_sha256"] == sha
+    assert report["project_ok"] is True  # ddp-cluster is installed in this venv
+    report, _ = _probe(tmp_path, ["pip>=1"], "another-wheel")
+    assert report["deps_ok"] is True and report["project_ok"] is False
+
+
+# --- the torchrun wrapper ------------------------------------------------------------------------
+
+
+def _wrapper(tmp_path: Path, worker_body: str) -> subprocess.Popen:
+    worker = tmp_path / "worker.py"
+    worker.write_text(textwrap.dedent(worker_body))
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(ROLES / "torchrun_service" / "files" / "torchrun_service.py"),
+            "--standalone",
+            "--nnodes=1",
+            "--nproc-per-node=1",
+            "--max-restarts=0",
+            str(worker),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**ENV, "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"},
+    )
+
+
+@pytest.mark.slow
+def test_a_stopped_job_ends_by_sigterm_which_systemd_counts_as_clean(tmp_path):
+    proc = _wrapper(
+        tmp_path,
+        """
+        import pathlib, signal, sys, time
+        def stop(*_):
+            pathlib.Path("checkpointed").touch()
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, stop)
+        pathlib.Path("started").touch()
+        time.sleep(120)
+        """,
+    )
+    deadline = time.time() + 120
+    while not (tmp_path / "started").exists():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[0]
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGTERM, out
+    assert (tmp_path / "checkpointed").exists(), out
+    assert "torchrun stopped by SIGTERM" in out
+
+
+@pytest.mark.slow
+def test_a_failed_job_keeps_torchruns_failure_status(tmp_path):
+    proc = _wrapper(tmp_path, "raise SystemExit(3)\n")
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out
