@@ -8,10 +8,6 @@ STAMP := $(VENV)/.installed
 ARGS ?=
 SCENARIO ?=
 SCENARIOS := $(sort $(patsubst molecule/%/molecule.yml,%,$(wildcard molecule/*/molecule.yml)))
-# Scenarios not yet proven from a fresh clone (issue 5): `make test` leaves them out and says so;
-# `make molecule SCENARIO=name` still runs each of them.
-PENDING_SCENARIOS := torchrun cluster
-TEST_SCENARIOS := $(filter-out $(PENDING_SCENARIOS),$(SCENARIOS))
 # podman needs the runc runtime and ulimits it may set here (see molecule/containers.conf).
 export CONTAINERS_CONF := $(CURDIR)/molecule/containers.conf
 # Processes per node for `make train`: one per GPU, or 2 CPU processes where there is none.
@@ -75,12 +71,10 @@ molecule: venv node-image
 	  echo "make molecule: set SCENARIO to one of: $(or $(SCENARIOS),(no scenario exists yet))"; exit 2; fi
 	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/molecule test -s $(SCENARIO)
 
-.PHONY: molecule-all  ## Run every molecule scenario in turn (except the pending ones)
+.PHONY: molecule-all  ## Run every molecule scenario in turn
 molecule-all: venv
-	@if [ -z "$(TEST_SCENARIOS)" ]; then echo "molecule: no scenario exists yet"; fi
-	@set -e; for s in $(TEST_SCENARIOS); do $(MAKE) molecule SCENARIO=$$s; done
-	@pending="$(filter $(PENDING_SCENARIOS),$(SCENARIOS))"; \
-	  if [ -n "$$pending" ]; then echo "molecule: not run by make test yet (pending): $$pending"; fi
+	@if [ -z "$(SCENARIOS)" ]; then echo "molecule: no scenario exists yet"; fi
+	@set -e; for s in $(SCENARIOS); do $(MAKE) molecule SCENARIO=$$s; done
 
 .PHONY: bench  ## Run the benchmarks; each prints its numbers and ratios
 bench: venv
