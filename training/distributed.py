@@ -77,6 +77,11 @@ def init_distributed(device: str | None = None, backend: str | None = None) -> D
     if device == "cuda":
         if not torch.cuda.is_available():
             raise SystemExit("--device cuda: no CUDA GPU is visible to this process")
+        if local_rank >= torch.cuda.device_count():
+            raise SystemExit(
+                f"LOCAL_RANK {local_rank}: this node has {torch.cuda.device_count()} visible "
+                "GPU(s); start at most that many processes per node (--nproc-per-node)"
+            )
         torch.cuda.set_device(local_rank)
         dev = torch.device("cuda", local_rank)
     else:
