@@ -30,14 +30,6 @@ if podman image exists "$IMAGE" &&
   exit 0
 fi
 
-mapfile -t reqs < <(python3 - <<'PY'
-import tomllib
-with open("pyproject.toml", "rb") as f:
-    for req in tomllib.load(f)["project"]["dependencies"]:
-        print(req)
-PY
-)
-
 echo "building $IMAGE: the training venv from $WHEELHOUSE (about 3 minutes, once)"
 podman rm -f "$CTR" >/dev/null 2>&1 || true
 trap 'podman rm -f "$CTR" >/dev/null 2>&1 || true' EXIT
@@ -45,7 +37,7 @@ podman run --name "$CTR" --network none \
   --volume "$(realpath "$WHEELHOUSE"):/mnt/wheelhouse:ro" "$NODE_IMAGE" \
   /bin/sh -euc "python3 -m venv $VENV
     $VENV/bin/pip install --quiet --disable-pip-version-check --no-index \
-      --find-links /mnt/wheelhouse $(printf "'%s' " "${reqs[@]}")
+      --find-links /mnt/wheelhouse --requirement /mnt/wheelhouse/requirements.txt
     rm -rf /root/.cache"
 podman commit --quiet --change 'CMD ["/sbin/init"]' --change "LABEL ddp.inputs=$inputs" \
   "$CTR" "$IMAGE" >/dev/null

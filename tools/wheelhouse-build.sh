@@ -30,13 +30,15 @@ pyver=$($pip --version | grep -oE 'python [0-9.]+' | cut -d' ' -f2)
 inputs=$(printf '%s\n' "${reqs[@]}" "python=$pyver" "args=${WHEELHOUSE_PIP_ARGS:-}" \
   "index=${WHEELHOUSE_INDEX_URL:-}" | sha256sum | cut -c1-16)
 
+mkdir -p "$dir"
+# The list the wheelhouse serves: what tools/build-torch-image.sh installs from it.
+printf '%s\n' "${reqs[@]}" > "$dir/requirements.txt"
 if [ -f "$dir/.inputs" ] && [ "$(cat "$dir/.inputs")" = "$inputs" ]; then
   echo "wheelhouse $dir is up to date ($(ls "$dir" | grep -c '\.whl$') wheels)"
   exit 0
 fi
 
 echo "building wheelhouse $dir (torch is about 3 GB of wheels; a few minutes, once)"
-mkdir -p "$dir"
 # Start from an empty folder so that wheels of an older requirement list do not linger.
 rm -f "$dir/.inputs" "$dir"/*.whl
 index_args=()
