@@ -69,7 +69,10 @@ format: venv
 molecule: venv node-image
 	@if [ -z "$(SCENARIO)" ]; then \
 	  echo "make molecule: set SCENARIO to one of: $(or $(SCENARIOS),(no scenario exists yet))"; exit 2; fi
-	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/molecule test -s $(SCENARIO)
+	@mkdir -p .cache/logs
+	set -o pipefail; PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/molecule test -s $(SCENARIO) \
+	  2>&1 | tee .cache/logs/molecule-$(SCENARIO).log \
+	  || { tools/molecule-failures.sh .cache/logs/molecule-$(SCENARIO).log; exit 2; }
 
 .PHONY: molecule-all  ## Run every molecule scenario in turn
 molecule-all: venv
