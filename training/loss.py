@@ -194,17 +194,18 @@ def giou_loss(boxes1: Tensor, boxes2: Tensor, eps: float = 1e-7) -> Tensor:
 
 class FocalLossSum(torch.autograd.Function):
     """Per-image sums [N] of torchvision's sigmoid focal loss over the anchors where `keep`
-    ([N, A] bool) holds, the target of anchor a being class `target_class[n, a]` (-1: none).
-    The gradient is computed with the loss: backward is one multiply, not autograd's twenty-odd
-    passes over [N, A, C].
+    ([N, A] bool) holds, the target of anchor a being class `target_class[n, a]` (-1: none;
+    anchors with a class must be kept). The gradient is computed with the loss: backward is one
+    multiply, not autograd's twenty-odd passes over [N, A, C].
 
-    Elementwise it follows torchvision's expression, with the same modulating factor
-    (1 - p_t) ** gamma, p_t = p * t + (1 - p) * (1 - t), bit for bit. The cross-entropy is
-    computed more accurately than torch's BCE, `(1 - t) * x - log_sigmoid(x)`, which cancels
-    for confident negatives (5e-5 relative at p = 0.01, all precision lost by p = 1e-6) and
-    whose log_sigmoid is not vectorised on the CPU: softplus(+-x) = relu(+-x) + log1p(u),
-    u = exp(-|x|), with log1p(u) = u * log(w) / (w - 1), w = 1 + u (Kahan; 1 where w == 1).
-    Gradient, with m = 1 - p_t, dce/dx = p - t and dp/dx = p (1 - p):
+    Elementwise it follows torchvision's expression, with its modulating factor (1 - p_t)**gamma,
+    p_t = p * t + (1 - p) * (1 - t), bit for bit, and its weights alpha_t (exact for alpha 0.25
+    or 0.5, within an ulp otherwise). The cross-entropy is computed more accurately than torch's
+    BCE, `(1 - t) * x - log_sigmoid(x)`, which cancels for confident negatives (5e-5 relative at
+    p = 0.01, every digit lost by p = 1e-6) and whose log_sigmoid is not vectorised on the CPU:
+    softplus(+-x) = relu(+-x) + log1p(u), u = exp(-|x|), log1p(u) = u * log(w) / (w - 1) with
+    w = 1 + u (Kahan's form; the ratio is 1 where w == 1). Only arithmetic, no `where`: on the
+    CPU a where costs five multiplies. Gradient, m = 1 - p_t, dce/dx = p - t, dp/dx = p (1 - p):
     a_t * ((p - t) * m**gamma + ce * gamma * m**(gamma - 1) * (1 - 2t) * p * (1 - p)).
     """
 
@@ -222,9 +223,12 @@ class FocalLossSum(torch.autograd.Function):
         log1p_u = torch.log(w).div_(w - 1).nan_to_num_(nan=1.0).mul_(u)
         ce = (x * (not_t - t)).clamp_(min=0).add_(log1p_u)
         mod = m * m if gamma == 2 else m**gamma
-        # alpha_t with the sign of p - t, zero at ignored anchors
-        signed = (1 - alpha) * not_t - alpha * t if alpha >= 0 else not_t - t
-        signed = signed.mul_(keep.unsqueeze(2))
+        # alpha_t with the sign of p - t, zero at ignored anchors: (1 - alpha) - t where kept
+        background = keep.to(x.dtype)
+        if alpha >= 0:
+            signed = (background * (1 - alpha)).unsqueeze(2) - t
+        else:
+            signed = background.unsqueeze(2) - 2 * t
         if ctx.needs_input_grad[0]:
             dmod = 2 * m if gamma == 2 else gamma * m ** (gamma - 1)
             grad = (p - t).abs_().mul_(mod)
@@ -242,8 +246,9 @@ class CoordinateLossSum(torch.autograd.Function):
     """Per-image sums [N] of torch's l1 loss (beta 0) or smooth l1 loss over the 4 coordinates
     of the foreground anchors (`foreground` [N, A] bool), on coordinate planes (`regression`
     [N, A, 4], `target` [4, N, A]); the values of F.l1_loss / F.smooth_l1_loss. The gradient,
-    sign(d) or d / beta in the quadratic zone, is computed with the loss. Values at background
-    anchors never reach the result, not even as NaN."""
+    sign(d) or d / beta in the quadratic zone, is computed with the loss. Background anchors
+    never reach the loss, even with non-finite targets; their gradient is masked by a multiply,
+    so it stays 0 as long as the target and the regression there are not NaN."""
 
     @staticmethod
     def forward(ctx, regression, target, foreground, beta: float):
@@ -258,7 +263,7 @@ class CoordinateLossSum(torch.autograd.Function):
             grad = torch.sign(d)
             if beta > 0:
                 grad = torch.where(quadratic, d / beta, grad)
-            ctx.save_for_backward(torch.where(foreground, grad, 0.0))
+            ctx.save_for_backward(grad.mul_(foreground.to(grad.dtype)))
         return torch.where(foreground, loss.sum(dim=0), 0.0).sum(dim=1)
 
     @staticmethod
@@ -372,7 +377,10 @@ class RetinaNetLoss:
             gt = torch.where(foreground.unsqueeze(2), gt, anchors)  # finite everywhere
             pred = decode_boxes(regression, anchors, self.box_weights, self.bbox_xform_clip)
             return torch.where(foreground, giou_loss(pred, gt), 0.0).sum(dim=1)
-        planes = targets.boxes.float().reshape(-1, 4).t()  # [4, N * M]
+        # Padded rows become unit boxes: finite codes everywhere, so masking by multiply is safe.
+        unit = (torch.arange(4, device=rows.device) >= 2).float()  # (0, 0, 1, 1), no copy
+        boxes = torch.where(targets.valid.unsqueeze(2), targets.boxes.float(), unit)
+        planes = boxes.reshape(-1, 4).t()  # [4, N * M]
         gt = planes.index_select(1, rows).view(4, n, a)
         codes = encode_boxes(gt, anchors.movedim(-1, 0), self.box_weights)
         beta = self.smooth_l1_beta if self.box_loss == "smooth_l1" else 0.0
