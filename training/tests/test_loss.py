@@ -330,3 +330,27 @@ def test_anchors_under_bf16_autocast_torchvision_rounds_them_ours_stay_fp32():
     # The generator's own cell anchors were converted in place; ours ignore them.
     assert model.anchor_generator.cell_anchors[0].dtype == torch.bfloat16
     assert torch.equal(canvas_anchors(model, canvas), exact)
+
+
+@pytest.mark.slow
+def test_loss_compiles_as_one_graph_with_static_shapes(models):
+    """torch.compile(fullgraph=True) traces forward and backward without a graph break: no
+    data-dependent shape or host read anywhere (aot_eager: the trace, without codegen)."""
+    model = models["resnet10"]
+    anchors = canvas_anchors(model, (128, 128))
+    gen = torch.Generator().manual_seed(10)
+    targets = pad_targets(random_targets(gen, 2, 128, 3, max_boxes=10), max_boxes=16)
+    logits, regression = head_outputs(gen, 2, anchors.shape[0], 3)
+    criterion = RetinaNetLoss.from_model(model)
+
+    def total(*args):
+        losses = criterion(*args)
+        return losses["classification"] + losses["bbox_regression"]
+
+    compiled = torch.compile(total, fullgraph=True, backend="aot_eager")
+    out = compiled(logits, regression, anchors, targets)
+    (grad,) = torch.autograd.grad(out, logits)
+    ref = total(logits, regression, anchors, targets)
+    (ref_grad,) = torch.autograd.grad(ref, logits)
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=0)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-6, atol=1e-12)
