@@ -80,17 +80,18 @@ def measure(args, backbone: str, size: int) -> dict:
         "batched+pad": batched_loss(pad=True),
     }
     times = {k: [] for k in runs}
+    clock = time.thread_time if args.clock == "cpu" else time.perf_counter
     for i in range(args.warmup + args.repeats):
         for name, fn in runs.items():
             logits.grad = regression.grad = None
             if device.type == "cuda":
                 torch.cuda.synchronize()
-            t0 = time.perf_counter()
+            t0 = clock()
             fn()
             if device.type == "cuda":
                 torch.cuda.synchronize()
             if i >= args.warmup:
-                times[name].append(time.perf_counter() - t0)
+                times[name].append(clock() - t0)
     counts = {}
     for name, fn in runs.items():
         with OpRecorder() as rec:
@@ -112,12 +113,19 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="cpu: this thread's CPU time (with --threads 1: steadier on a shared machine)",
+    )
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     print(
         f"RetinaNet loss forward + backward, {args.images} images, {args.classes} classes, "
-        f"device {args.device}, {torch.get_num_threads()} CPU threads, torch {torch.__version__}"
+        f"device {args.device}, {torch.get_num_threads()} CPU threads, {args.clock} clock, "
+        f"torch {torch.__version__}"
     )
     header = (
         f"{'shape':<26} {'anchors':>7} {'boxes/img':>9} {'torchvision':>11} {'batched':>8} "

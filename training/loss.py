@@ -99,10 +99,14 @@ def box_iou(boxes: Tensor, anchors: Tensor) -> Tensor:
     ax1, ay1, ax2, ay2 = anchors.movedim(-1, 0).contiguous().unsqueeze(2)  # [N|1, 1, A] each
     area_g = (gx2 - gx1) * (gy2 - gy1)
     area_a = (ax2 - ax1) * (ay2 - ay1)
-    inter = torch.minimum(gx2, ax2).sub_(torch.maximum(gx1, ax1)).clamp_(min=0)
-    height = torch.minimum(gy2, ay2).sub_(torch.maximum(gy1, ay1)).clamp_(min=0)
-    inter = inter.mul_(height)
-    return inter / (area_g + area_a).sub_(inter)
+    # Three [N, M, A] buffers, reused in place: a fresh large CPU tensor costs more in page
+    # faults than the arithmetic that fills it.
+    scratch = torch.maximum(gx1, ax1)
+    inter = torch.minimum(gx2, ax2).sub_(scratch).clamp_(min=0)
+    height = torch.minimum(gy2, ay2).sub_(torch.maximum(gy1, ay1, out=scratch)).clamp_(min=0)
+    inter.mul_(height)
+    union = torch.add(area_g, area_a, out=scratch).sub_(inter)
+    return inter.div_(union)
 
 
 def match_from_iou(
@@ -145,14 +149,18 @@ def encode_boxes(gt: Tensor, anchors: Tensor, weights: tuple[float, ...]) -> Ten
     ex_y = anchors[1] + 0.5 * ex_h
     gt_w = gt[2] - gt[0]
     gt_h = gt[3] - gt[1]
-    gt_x = gt[0] + 0.5 * gt_w
-    gt_y = gt[1] + 0.5 * gt_h
+    codes = gt.new_empty(torch.broadcast_shapes(gt.shape, anchors.shape))
+    # gt_x = gt[0] + 0.5 * gt_w (0.5 * w is exact), then (gt_x - ex_x) / ex_w, into its plane
     # w * x is skipped where w == 1: x * 1.0 == x exactly.
-    dx = _scaled(gt_x - ex_x, wx).div_(ex_w)
-    dy = _scaled(gt_y - ex_y, wy).div_(ex_h)
-    dw = _scaled(torch.log(gt_w / ex_w), ww)
-    dh = _scaled(torch.log(gt_h / ex_h), wh)
-    return torch.stack((dx, dy, dw, dh))
+    torch.add(gt[0], gt_w, alpha=0.5, out=codes[0]).sub_(ex_x)
+    torch.add(gt[1], gt_h, alpha=0.5, out=codes[1]).sub_(ex_y)
+    _scaled(codes[0], wx).div_(ex_w)
+    _scaled(codes[1], wy).div_(ex_h)
+    torch.div(gt_w, ex_w, out=codes[2]).log_()
+    torch.div(gt_h, ex_h, out=codes[3]).log_()
+    _scaled(codes[2], ww)
+    _scaled(codes[3], wh)
+    return codes
 
 
 def _scaled(x: Tensor, w: float) -> Tensor:
@@ -211,30 +219,34 @@ class FocalLossSum(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, target_class, keep, alpha: float, gamma: float):
+        # Nine [N, A, C] buffers, the rest in place (see box_iou on page faults); every
+        # in-place step rounds as the out-of-place expression in the comment would.
         x = logits
         classes = torch.arange(x.shape[-1], device=x.device)
         t = (target_class.unsqueeze(2) == classes).to(x.dtype)
-        not_t = 1 - t
         p = torch.sigmoid(x)
-        one_minus_p = 1 - p
-        m = 1 - (p * t + one_minus_p * not_t)
-        u = torch.exp(x.abs().neg_())
-        w = 1 + u
-        log1p_u = torch.log(w).div_(w - 1).nan_to_num_(nan=1.0).mul_(u)
-        ce = (x * (not_t - t)).clamp_(min=0).add_(log1p_u)
-        mod = m * m if gamma == 2 else m**gamma
+        one_minus_p = torch.rsub(p, 1)
+        not_t = torch.rsub(t, 1)
+        m = torch.mul(p, t).addcmul_(one_minus_p, not_t).neg_().add_(1)  # 1 - p_t
+        u = x.abs().neg_().exp_()
+        w = u + 1
+        log1p_u = torch.log(w).div_(w.sub_(1)).nan_to_num_(nan=1.0).mul_(u)
+        ce = not_t.sub_(t).mul_(x).clamp_(min=0).add_(log1p_u)  # relu(x * (1 - 2t)) + log1p
+        mod = torch.mul(m, m, out=u) if gamma == 2 else torch.pow(m, gamma, out=u)
+        grad = None
+        if ctx.needs_input_grad[0]:
+            grad = torch.sub(p, t, out=w).abs_().mul_(mod)  # |p - t| m**gamma
+            dmod = m.mul_(2) if gamma == 2 else m.pow_(gamma - 1).mul_(gamma)
+            grad.addcmul_(dmod.mul_(ce), one_minus_p.mul_(p))  # + ce dmod p (1 - p)
         # alpha_t with the sign of p - t, zero at ignored anchors: (1 - alpha) - t where kept
         background = keep.to(x.dtype)
         if alpha >= 0:
-            signed = (background * (1 - alpha)).unsqueeze(2) - t
+            signed = t.neg_().add_(background.mul_(1 - alpha).unsqueeze(2))
         else:
-            signed = background.unsqueeze(2) - 2 * t
-        if ctx.needs_input_grad[0]:
-            dmod = 2 * m if gamma == 2 else gamma * m ** (gamma - 1)
-            grad = (p - t).abs_().mul_(mod)
-            grad.addcmul_(ce * dmod, p * one_minus_p).mul_(signed)
-            ctx.save_for_backward(grad)
-        return (signed.abs_() * ce.mul_(mod)).sum(dim=(1, 2))
+            signed = t.mul_(-2).add_(background.unsqueeze(2))
+        if grad is not None:
+            ctx.save_for_backward(grad.mul_(signed))
+        return ce.mul_(mod).mul_(signed.abs_()).sum(dim=(1, 2))
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -259,12 +271,11 @@ class CoordinateLossSum(torch.autograd.Function):
             loss = torch.where(quadratic, 0.5 * z * z / beta, z - 0.5 * beta)
         else:
             loss = z
+        loss = torch.where(foreground, loss.sum(dim=0), 0.0).sum(dim=1)
         if ctx.needs_input_grad[0]:
-            grad = torch.sign(d)
-            if beta > 0:
-                grad = torch.where(quadratic, d / beta, grad)
+            grad = torch.where(quadratic, d / beta, d.sign_()) if beta > 0 else d.sign_()
             ctx.save_for_backward(grad.mul_(foreground.to(grad.dtype)))
-        return torch.where(foreground, loss.sum(dim=0), 0.0).sum(dim=1)
+        return loss
 
     @staticmethod
     def backward(ctx, grad_out):
