@@ -219,39 +219,79 @@ class FocalLossSum(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, logits, target_class, keep, alpha: float, gamma: float):
-        # Nine [N, A, C] buffers, the rest in place (see box_iou on page faults); every
-        # in-place step rounds as the out-of-place expression in the comment would.
-        x = logits
-        classes = torch.arange(x.shape[-1], device=x.device)
-        t = (target_class.unsqueeze(2) == classes).to(x.dtype)
-        p = torch.sigmoid(x)
-        one_minus_p = torch.rsub(p, 1)
-        not_t = torch.rsub(t, 1)
-        m = torch.mul(p, t).addcmul_(one_minus_p, not_t).neg_().add_(1)  # 1 - p_t
-        u = x.abs().neg_().exp_()
-        w = u + 1
-        log1p_u = torch.log(w).div_(w.sub_(1)).nan_to_num_(nan=1.0).mul_(u)
-        ce = not_t.sub_(t).mul_(x).clamp_(min=0).add_(log1p_u)  # relu(x * (1 - 2t)) + log1p
-        mod = torch.mul(m, m, out=u) if gamma == 2 else torch.pow(m, gamma, out=u)
-        grad = None
-        if ctx.needs_input_grad[0]:
-            grad = torch.sub(p, t, out=w).abs_().mul_(mod)  # |p - t| m**gamma
-            dmod = m.mul_(2) if gamma == 2 else m.pow_(gamma - 1).mul_(gamma)
-            grad.addcmul_(dmod.mul_(ce), one_minus_p.mul_(p))  # + ce dmod p (1 - p)
-        # alpha_t with the sign of p - t, zero at ignored anchors: (1 - alpha) - t where kept
-        background = keep.to(x.dtype)
-        if alpha >= 0:
-            signed = t.neg_().add_(background.mul_(1 - alpha).unsqueeze(2))
-        else:
-            signed = t.mul_(-2).add_(background.unsqueeze(2))
+        grad = torch.empty_like(logits) if ctx.needs_input_grad[0] else None
+        sums = [
+            _focal_chunk(
+                logits[part],
+                target_class[part],
+                keep[part],
+                alpha,
+                gamma,
+                None if grad is None else grad[part],
+            )
+            for part in image_chunks(logits.shape[0], logits[0].numel(), logits.device)
+        ]
         if grad is not None:
-            ctx.save_for_backward(grad.mul_(signed))
-        return ce.mul_(mod).mul_(signed.abs_()).sum(dim=(1, 2))
+            ctx.save_for_backward(grad)
+        return torch.cat(sums) if len(sums) > 1 else sums[0]
 
     @staticmethod
     def backward(ctx, grad_out):
         (grad,) = ctx.saved_tensors
         return grad * grad_out[:, None, None], None, None, None, None
+
+
+def _focal_chunk(x, target_class, keep, alpha, gamma, grad_out_buffer):
+    """FocalLossSum for some images: their sums; their gradient into `grad_out_buffer`.
+
+    Nine [n, A, C] buffers, the rest in place (see box_iou on page faults); every in-place
+    step rounds as the out-of-place expression in the comment would."""
+    classes = torch.arange(x.shape[-1], device=x.device)
+    t = (target_class.unsqueeze(2) == classes).to(x.dtype)
+    p = torch.sigmoid(x)
+    one_minus_p = torch.rsub(p, 1)
+    not_t = torch.rsub(t, 1)
+    m = torch.mul(p, t).addcmul_(one_minus_p, not_t).neg_().add_(1)  # 1 - p_t
+    u = x.abs().neg_().exp_()
+    w = u + 1
+    log1p_u = torch.log(w).div_(w.sub_(1)).nan_to_num_(nan=1.0).mul_(u)
+    ce = not_t.sub_(t).mul_(x).clamp_(min=0).add_(log1p_u)  # relu(x * (1 - 2t)) + log1p
+    mod = torch.mul(m, m, out=u) if gamma == 2 else torch.pow(m, gamma, out=u)
+    grad = grad_out_buffer
+    if grad is not None:
+        torch.sub(p, t, out=grad).abs_().mul_(mod)  # |p - t| m**gamma
+        dmod = m.mul_(2) if gamma == 2 else m.pow_(gamma - 1).mul_(gamma)
+        grad.addcmul_(dmod.mul_(ce), one_minus_p.mul_(p))  # + ce dmod p (1 - p)
+    # alpha_t with the sign of p - t, zero at ignored anchors: (1 - alpha) - t where kept
+    background = keep.to(x.dtype)
+    if alpha >= 0:
+        signed = t.neg_().add_(background.mul_(1 - alpha).unsqueeze(2))
+    else:
+        signed = t.mul_(-2).add_(background.unsqueeze(2))
+    if grad is not None:
+        grad.mul_(signed)
+    return ce.mul_(mod).mul_(signed.abs_()).sum(dim=(1, 2))
+
+
+CPU_CHUNK_ELEMENTS = 1 << 18  # 1 MB of fp32: the temporaries of a chunk stay in cache
+CPU_MAX_CHUNKS = 4  # and the number of dispatched ops stays bounded, whatever the batch
+
+
+def image_chunks(n: int, per_image: int, device: torch.device) -> list[slice]:
+    """Slices of a batch of n images of `per_image` elements each that the elementwise work
+    is split into.
+
+    On a GPU: the whole batch, one kernel per op. On the CPU: runs of images of about
+    CPU_CHUNK_ELEMENTS elements (at most CPU_MAX_CHUNKS runs), so that each temporary is a
+    reused, cache-resident buffer: whole-batch temporaries of several MB come fresh from the OS
+    at every call (glibc returns freed memory above its trim threshold) and their page faults
+    cost more than the arithmetic (measured: 1.6x -> 1.95x faster than torchvision at 16 images
+    of 256 px with the R50-FPN anchors).
+    """
+    if device.type != "cpu" or n == 0:
+        return [slice(0, n)]
+    size = max(1, CPU_CHUNK_ELEMENTS // max(1, per_image), -(-n // CPU_MAX_CHUNKS))
+    return [slice(i, min(n, i + size)) for i in range(0, n, size)]
 
 
 class CoordinateLossSum(torch.autograd.Function):
@@ -336,14 +376,21 @@ class RetinaNetLoss:
         with torch.autocast(anchors.device.type, enabled=False):
             # A zero box has IoU exactly 0 with every anchor: padded rows never match.
             boxes = torch.where(targets.valid.unsqueeze(2), targets.boxes.float(), 0.0)
-            iou = box_iou(boxes, anchors.float())
-            return match_from_iou(
-                iou,
-                targets.valid,
-                self.fg_iou_thresh,
-                self.bg_iou_thresh,
-                self.allow_low_quality_matches,
-            )
+            anchors = anchors.float()
+            parts = []
+            n, m, a = boxes.shape[0], boxes.shape[1], anchors.shape[1]
+            for part in image_chunks(n, m * a, boxes.device):
+                iou = box_iou(boxes[part], anchors if anchors.shape[0] == 1 else anchors[part])
+                parts.append(
+                    match_from_iou(
+                        iou,
+                        targets.valid[part],
+                        self.fg_iou_thresh,
+                        self.bg_iou_thresh,
+                        self.allow_low_quality_matches,
+                    )
+                )
+            return torch.cat(parts) if len(parts) > 1 else parts[0]
 
     def __call__(
         self, cls_logits: Tensor, bbox_regression: Tensor, anchors: Tensor, targets: PaddedTargets
