@@ -254,6 +254,40 @@ def test_focal_gradient_matches_autograd_of_torchvision_expression_for_other_gam
         assert_grad_close(g, g_ref)
 
 
+def test_cpu_runs_of_images_give_the_result_of_the_whole_batch_path(models, monkeypatch):
+    """On a GPU the loss works on the whole batch at once; on the CPU in runs of images. Both
+    paths agree (here both on the CPU), and the whole-batch path's op count does not grow
+    with the batch."""
+    import training.loss as loss_module
+
+    model = models["resnet18"]
+    gen = torch.Generator().manual_seed(11)
+    anchors = canvas_anchors(model, (256, 256))
+    targets = pad_targets(random_targets(gen, 5, 256, 7, max_boxes=40))
+    logits, regression = head_outputs(gen, 5, anchors.shape[0], 7)
+    criterion = RetinaNetLoss.from_model(model)
+    results = {}
+    for name, elements in (("runs", 1 << 12), ("whole", 1 << 40)):
+        monkeypatch.setattr(loss_module, "CPU_CHUNK_ELEMENTS", elements)
+        runs = loss_module.image_chunks(5, 12276 * 7, logits.device)
+        assert (len(runs) == 1) == (name == "whole")
+        with OpRecorder() as rec:
+            losses = criterion(logits, regression, anchors, targets)
+            grads = torch.autograd.grad(sum(losses.values()), (logits, regression))
+        results[name] = (losses, grads, rec.total)
+    (l_runs, g_runs, _), (l_whole, g_whole, ops_whole) = results["runs"], results["whole"]
+    for key in l_runs:
+        torch.testing.assert_close(l_runs[key], l_whole[key], rtol=1e-6, atol=0)
+    for a, b in zip(g_runs, g_whole, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=0)
+    small = PaddedTargets(*(t[:2] for t in targets))
+    logits, regression = (x[:2].detach().requires_grad_() for x in (logits, regression))
+    with OpRecorder() as rec:  # still the whole-batch path (monkeypatched above)
+        losses = criterion(logits, regression, anchors, small)
+        torch.autograd.grad(sum(losses.values()), (logits, regression))
+    assert rec.total == ops_whole, "the op count depends on the batch size"
+
+
 # --- host synchronisation ---------------------------------------------------------------
 
 
