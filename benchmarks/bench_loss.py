@@ -8,7 +8,12 @@ Times are medians of interleaved repeats (so both see the same machine load); op
 ops dispatched in one forward + backward, syncs those that read device data on the host.
 
     python benchmarks/bench_loss.py                 # CPU, 16 images, both shapes
+    python benchmarks/bench_loss.py --threads 1 --clock cpu  # steadier on a shared machine
     python benchmarks/bench_loss.py --device cuda   # the same on a GPU (times synchronised)
+
+On a machine shared with other jobs, two OpenMP threads wait for each other whenever one is
+descheduled (wall times several times the CPU times); one thread and its CPU time measure the
+code rather than the neighbours.
 
 Targets (issue 10, CPU, 16 images): the batched loss at least 1.5x faster than torchvision's,
 with at most a fifth of its dispatched ops.

@@ -75,15 +75,19 @@ def torchvision_matches(model, anchors, targets):
 
 
 def assert_grad_close(ours, ref):
-    """Gradients agree within 1e-5 relative to the largest element, and in norm.
+    """Gradients agree elementwise within 1e-5 relative wherever they are at least 1e-3 of
+    the largest element, everywhere within 1e-6 of the largest element, and in norm within
+    1e-6 (measured: 1.2e-6, 2.1e-7 and 7e-8 for the classification, box gradients identical).
 
     Elementwise relative agreement is not a meaningful bar for the tiniest elements: torch's
     BCE, (1 - t) x - log_sigmoid(x), cancels for confident negatives (5e-5 relative at
     p = 0.01, all digits lost by p = 1e-6) where this loss computes softplus accurately.
     """
-    scale = ref.abs().max()
-    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5 * scale.item())
-    assert ((ours - ref).norm() / ref.norm()).item() < 1e-5
+    scale = ref.abs().max().item()
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6 * scale)
+    significant = ref.abs() >= 1e-3 * scale
+    assert ((ours - ref).abs() <= 1e-5 * ref.abs())[significant].all()
+    assert ((ours - ref).norm() / ref.norm()).item() < 1e-6
 
 
 @pytest.mark.parametrize("backbone,size,classes", CONFIGS)
