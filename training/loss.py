@@ -80,7 +80,9 @@ def pad_targets(
 
     M is `max_boxes` (a fixed M keeps shapes static for torch.compile) or else the largest k
     in the batch, and at least 1. Real boxes come first in each row, in their original order,
-    so matched indices are the same as torchvision's. Only shapes are read: no host sync.
+    so matched indices are the same as torchvision's. Only shapes are read. Best done where
+    the targets are, on the CPU in a loader's collate, then moved with non_blocking=True: with
+    another `device`, each image's boxes are copied there one by one.
     """
     counts = [int(t["boxes"].shape[0]) for t in targets]
     most = max(counts, default=0)
@@ -342,8 +344,8 @@ class CoordinateLossSum(torch.autograd.Function):
 
 
 def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: float, gamma: float) -> Tensor:
-    """torchvision.ops.sigmoid_focal_loss(reduction="none"), its expression; differentiable
-    by autograd (for tests and the giou path's reference)."""
+    """torchvision.ops.sigmoid_focal_loss(reduction="none"), its expression, differentiated by
+    autograd: the reference FocalLossSum is tested against."""
     p = torch.sigmoid(logits)
     ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
     p_t = p * targets + (1 - p) * (1 - targets)
