@@ -1,4 +1,4 @@
-"""A small, fast ID3 decision tree with a scikit-learn interface.
+"""Small, fast ID3 and C4.5 decision trees with a scikit-learn interface.
 
 >>> from tree import entropy
 >>> round(entropy([5, 5], base=10), 3)
