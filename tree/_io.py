@@ -36,7 +36,9 @@ def to_dict(clf: ID3Classifier, **meta) -> dict:
         raise ValueError("the classifier is not fitted: call fit before saving it")
     params = {}
     for name, value in clf.get_params().items():
-        if name == "categorical_features" and value is not None and not isinstance(value, str):
+        if isinstance(value, dict):  # class_weight: JSON keys are strings, so keep pairs
+            params[name] = {"pairs": [[_plain(k, name), _plain(v, name)] for k, v in value.items()]}
+        elif isinstance(value, (list, tuple, np.ndarray)):
             params[name] = [_plain(v, name) for v in value]
         else:
             params[name] = _plain(value, name)
@@ -215,6 +217,10 @@ def from_dict(data, source: str = "the data") -> ID3Classifier:
         raise _fail(source, f"format version {version!r}, expected {VERSION}")
     try:
         params = _field(data, "params", "", dict)
+        params = {
+            k: dict(map(tuple, v["pairs"])) if isinstance(v, dict) and "pairs" in v else v
+            for k, v in params.items()
+        }
         try:
             clf = ID3Classifier(**params)
             clf._check_params()

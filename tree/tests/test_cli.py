@@ -1,5 +1,6 @@
 """python -m tree, run for real in subprocesses: output, files written, exit codes, messages."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -154,3 +155,71 @@ def test_predict_names_the_columns_the_model_needs(tmp_path):
 def test_usage_errors_exit_2():
     code, _, err = run("fit", MAILS, cwd=".")
     assert code == 2 and "--target" in err
+
+
+def test_help_lists_the_exit_codes():
+    for args in (["--help"], ["fit", "--help"], ["predict", "--help"]):
+        code, out, _ = run(*args, cwd=".")
+        assert code == 0 and "exit status:" in out and "2  a user mistake" in out
+
+
+def test_predict_out_never_overwrites_the_model_or_the_data(tmp_path):
+    run("fit", MAILS, "--target", "label", "--out", "model.json", cwd=tmp_path)
+    model = (tmp_path / "model.json").read_bytes()
+    shutil.copy(MAILS, tmp_path / "mails.csv")
+    data = (tmp_path / "mails.csv").read_bytes()
+    for out, what in [("model.json", "is the model"), ("./mails.csv", "is the data")]:
+        code, _, err = run("predict", "model.json", "mails.csv", "--out", out, cwd=tmp_path)
+        assert code == 2 and what in err and err.count("\n") == 1, err
+        assert "Traceback" not in err
+    assert (tmp_path / "model.json").read_bytes() == model
+    assert (tmp_path / "mails.csv").read_bytes() == data
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("mails.csv", "is the data"),
+        ("folder", "is a folder"),
+        ("locked/model.json", "is not writable"),
+        ("plain.txt/model.json", "is not a folder"),
+    ],
+)
+def test_fit_out_is_checked_before_fitting(tmp_path, out, message):
+    shutil.copy(MAILS, tmp_path / "mails.csv")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "locked").mkdir(mode=0o500)
+    (tmp_path / "plain.txt").write_text("keep me\n")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    code, out_text, err = run("fit", "mails.csv", "--target", "label", "--out", out, cwd=tmp_path)
+    if message == "is not writable" and os.access(tmp_path / "locked", os.W_OK):
+        pytest.skip("running as a user who may write anywhere (root)")
+    assert code == 2 and message in err and err.startswith("error: ") and out_text == ""
+    assert "Traceback" not in err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_fit_out_creates_a_missing_folder_and_debug_shows_tracebacks(tmp_path):
+    code, _, err = run("fit", MAILS, "--target", "label", "--out", "new/dir/m.json", cwd=tmp_path)
+    assert code == 0, err
+    assert (tmp_path / "new/dir/m.json").read_text().startswith('{"format"')
+    assert not list((tmp_path / "new/dir").glob(".m.json.*"))  # no temporary file left
+    code, _, err = run("fit", MAILS, "--target", "spam", "--debug", cwd=tmp_path)
+    assert (
+        code == 2
+        and "Traceback" in err
+        and err.rstrip().endswith("(--target); its columns are: label, length, image, bitcoin")
+    )
+
+
+def test_fit_takes_the_c45_flags(tmp_path):
+    code, out, err = run(
+        "fit", MAILS, "--target", "label", "--criterion", "gain_ratio", "--prune", "error",
+        "--confidence", "0.25", "--min-samples-leaf", "1", "--ccp-alpha", "0", cwd=tmp_path,
+    )  # fmt: skip
+    assert code == 0, err
+    # C4.5 keeps the seed's tree: its leaves' estimate, 3 U(0,3) + 4 U(0,4) + 2 U(0,2) +
+    # 1 U(0,1) = 1.11 + 1.17 + 1.0 + 0.75 = 4.03 errors, is below one leaf's 5 + 1.5
+    assert out.rstrip().endswith(SEED_TREE)
+    code, _, err = run("fit", MAILS, "--target", "label", "--confidence", "2", cwd=tmp_path)
+    assert code == 2 and err == "error: confidence must be a number in (0, 1); got 2.0\n"
