@@ -30,21 +30,36 @@ class TreeArrays:
     def n_nodes(self) -> int:
         return len(self.feature)
 
-    def child_table(self, widths: np.ndarray):
-        """``(offset, child)``: node ``i``'s child on branch ``b`` is ``child[offset[i] + b]``.
+    def child_table(self, widths: np.ndarray, numeric: np.ndarray) -> dict:
+        """The table predict walks: node ``i``'s next node on branch ``b`` is
+        ``child[offset[i] + b]``.
 
-        *widths* gives each feature's number of branch codes (2 for a numeric feature). A
-        branch no child covers holds -1. Built once per tree: predict then needs one lookup
-        per row and level instead of a search.
+        A numeric node has slots 0 (``<=``), 1 (``>``) and 2 (missing); a categorical node one
+        slot per category of its feature (*widths*) and one more for a missing or unseen value;
+        a leaf three, all itself. Slots no child covers hold the node itself, so a row that stops
+        simply stays where it is. Built once per tree: predict then needs one lookup per row
+        and level instead of a search.
         """
         if self._table is None:
             inner = self.feature >= 0
-            width = np.where(inner, widths[np.maximum(self.feature, 0)], 0).astype(np.int64)
-            offset = np.cumsum(width) - width
-            child = np.full(int(width.sum()) + 1, -1, dtype=np.int64)  # +1: never empty
+            f = np.maximum(self.feature, 0)
+            cat = inner & ~numeric[f]
+            width = np.where(cat, widths[f], np.where(inner, 2, 1)).astype(np.int64)
+            # the extra slot: missing (numeric) or missing/unseen; a leaf takes 3 like a number
+            slots = np.where(inner, width + 1, 3)
+            offset = np.cumsum(slots) - slots
+            child = np.repeat(np.arange(self.n_nodes, dtype=np.intp), slots)
             ids = np.arange(1, self.n_nodes)
             child[offset[self.parent[ids]] + self.branch[ids]] = ids
-            self._table = (offset, width, child)
+            self._table = {
+                "offset": offset.astype(np.intp),
+                "width": width,
+                "child": child,
+                "feature": f.astype(np.intp),
+                "threshold": np.where(inner & ~cat, self.threshold, np.inf),
+                "categorical": cat,
+                "any_categorical": bool(cat.any()),
+            }
         return self._table
 
     def leaves(self) -> np.ndarray:

@@ -146,33 +146,54 @@ def branch_widths(features) -> np.ndarray:
 
 def _step(tree: TreeArrays, numeric, widths, xe, rows, cur):
     """One level down for *rows* at inner nodes *cur*: ``(child or -1, value known)``."""
-    offset, width, child = tree.child_table(widths)
     f = tree.feature[cur]
     value = xe[f, rows]
-    known = ~np.isnan(value)
+    known = value == value  # not NaN
     branch = np.where(numeric[f], value > tree.threshold[cur], np.where(known, value, 0))
     branch = branch.astype(np.int64)
-    ok = known & (branch >= 0) & (branch < width[cur])  # unseen categories are -1
-    nxt = np.where(ok, child[offset[cur] + np.where(ok, branch, 0)], -1)
-    return nxt, known
+    t = tree.child_table(widths, numeric)
+    ok = known & (branch >= 0) & (branch < t["width"][cur])  # unseen categories are -1
+    nxt = t["child"][t["offset"][cur] + np.where(ok, branch, 0)]
+    return np.where(ok, nxt, -1), known
 
 
 def walk(tree: TreeArrays, numeric: np.ndarray, widths: np.ndarray, xe: np.ndarray):
     """Return the node where each row stops: a leaf, or the node whose value it lacks.
 
     *xe* is ``(n_features, n_rows)`` from ``encode_predict``: category codes or numbers, NaN
-    for missing and unseen values. All rows move one level per step, one table lookup each.
+    for missing values. All rows move one level per step, one lookup in the child table
+    each; a row that has stopped points at its own node, and every few levels those rows
+    leave the arrays.
     """
-    node = np.zeros(xe.shape[1], dtype=np.int64)
-    rows = np.arange(xe.shape[1])
+    t = tree.child_table(widths, numeric)
+    offset, child, feature, threshold = t["offset"], t["child"], t["feature"], t["threshold"]
+    n = xe.shape[1]
+    flat = np.ascontiguousarray(xe).ravel()
+    has_nan = bool(np.isnan(flat).any())
+    node = np.zeros(n, dtype=np.intp)
+    rows = np.arange(n, dtype=np.intp)
+    cur = node.copy()
+    step = 0
     while len(rows):
-        cur = node[rows]
-        inner = tree.feature[cur] >= 0
-        rows, cur = rows[inner], cur[inner]
-        nxt, _ = _step(tree, numeric, widths, xe, rows, cur)
-        moved = nxt >= 0
-        rows = rows[moved]
-        node[rows] = nxt[moved]
+        value = flat[feature[cur] * n + rows]
+        if t["any_categorical"]:
+            width = t["width"][cur]
+            code = np.where((value >= 0) & (value < width), value, width).astype(np.intp)
+            number = np.where(value == value, value > threshold[cur], 2)
+            branch = np.where(t["categorical"][cur], code, number)
+        elif has_nan:
+            branch = np.where(value == value, value > threshold[cur], 2)
+        else:
+            branch = value > threshold[cur]
+        nxt = child[offset[cur] + branch]
+        step += 1
+        if step % 4 == 0:
+            done = nxt == cur
+            if done.any():
+                node[rows[done]] = cur[done]
+                keep = ~done
+                rows, nxt = rows[keep], nxt[keep]
+        cur = nxt
     return node
 
 

@@ -123,3 +123,19 @@ def test_missing_values_is_configurable_so_question_mark_can_be_a_category():
     assert na.features_[0].categories == ["yes"]
     with pytest.raises(ValueError, match="missing_values"):
         ID3Classifier(missing_values=[1]).fit(X, y)
+
+
+def test_the_child_table_walk_agrees_with_the_level_by_level_step():
+    from tree._node import spread, walk
+
+    X, y = mixed(seed=5, n=200)
+    clf = ID3Classifier(missing="stop").fit(X, y)
+    test, _ = mixed(seed=6, n=300)
+    test.loc[::7, "colour"] = "purple"  # unseen: stops at the colour node
+    xe = clf._encode(test)
+    numeric, widths = clf._kinds()
+    rows, nodes, _ = spread(clf.tree_, numeric, widths, xe, fractional=False)
+    by_step = np.empty(len(test), dtype=np.int64)
+    by_step[rows] = nodes
+    assert (walk(clf.tree_, numeric, widths, xe) == by_step).all()
+    assert (clf.tree_.feature[by_step] >= 0).any()  # some rows stop at inner nodes
