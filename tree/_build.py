@@ -142,19 +142,25 @@ def grow(
     min_gain: float,
     fractional: bool = False,
     trace=None,
+    consume_codes: bool = False,
 ):
     """Grow the tree; return ``(tree, gains)`` (per node, the gain of its split, else 0).
 
-    When *trace* is a ``_trace.Recorder``, it records every node. Each pass of the loop handles
-    one depth. Only the rows of nodes that may split stay in play (``xk``, ``y_rows``, ``w``,
+    When *trace* is a ``_trace.Recorder``, it records every node. With *consume_codes*,
+    ``enc.codes`` may become the builder's working array (and ``None``) to save memory.
+    Each pass of the loop handles one depth. Only the rows of nodes that may split stay in play (``xk``, ``y_rows``, ``w``,
     ``frac``, and ``node``: each row's node among the level's splittable nodes).
     """
     n_rows = enc.codes.shape[1]
     k = n_classes
     # each row's value and class in one small integer: value * k + class
     top = int(enc.n_values.max() + 1) * k
-    dtype = np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.int64
-    xk = enc.codes.astype(dtype)
+    small = [(np.uint8, 2**8), (np.uint16, 2**16), (np.int32, 2**31), (np.int64, 2**63)]
+    dtype = np.dtype(next(t for t, limit in small if top < limit))
+    if consume_codes and enc.codes.dtype == dtype:  # the caller needs no codes: reuse them
+        xk, enc.codes = enc.codes, None
+    else:
+        xk = enc.codes.astype(dtype)
     xk *= k
     xk += y.astype(dtype)
     y_rows = y.astype(np.int64)

@@ -231,6 +231,7 @@ class ID3Classifier(ClassifierMixin, BaseEstimator):
             min_gain=float(self.min_gain),
             fractional=self._fractional,
             trace=trace,
+            consume_codes=trace is None and self.prune != "error",
         )[0]
         if trace is not None:
             trace.tree = tree

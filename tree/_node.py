@@ -154,7 +154,7 @@ def _step(tree: TreeArrays, numeric, widths, xe, rows, cur):
     t = tree.child_table(widths, numeric)
     ok = known & (branch >= 0) & (branch < t["width"][cur])  # unseen categories are -1
     nxt = t["child"][t["offset"][cur] + np.where(ok, branch, 0)]
-    return np.where(ok, nxt, -1), known
+    return np.where(ok & (nxt != cur), nxt, -1), known  # the table holds the node for "stop"
 
 
 def walk(tree: TreeArrays, numeric: np.ndarray, widths: np.ndarray, xe: np.ndarray):

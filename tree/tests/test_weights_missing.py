@@ -139,3 +139,16 @@ def test_the_child_table_walk_agrees_with_the_level_by_level_step():
     by_step[rows] = nodes
     assert (walk(clf.tree_, numeric, widths, xe) == by_step).all()
     assert (clf.tree_.feature[by_step] >= 0).any()  # some rows stop at inner nodes
+
+
+def test_fractional_predict_of_a_category_a_node_never_saw_stops_there():
+    # "blue" is a category of colour, but the node under size > 2 never saw it
+    colour = ["blue"] * 2 + ["red"] * 3 + ["green"] * 3 + ["red", "red", "green", "green"]
+    X = pd.DataFrame({"colour": colour, "size": [1] * 8 + [5, 6, 7, 8]})
+    y = ["a"] * 8 + ["b", "b", "a", "a"]
+    clf = ID3Classifier(missing="fractional").fit(X, y)
+    node = clf.root_.children["> 1"]
+    assert node.feature == "colour" and "blue" not in node.children
+    row = pd.DataFrame({"colour": ["blue"], "size": [6]})
+    assert np.allclose(clf.predict_proba(row), [[0.5, 0.5]])  # the node's 2 a and 2 b
+    assert clf.apply(row).tolist() == [node.id]
