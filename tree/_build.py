@@ -148,8 +148,9 @@ def grow(
 
     When *trace* is a ``_trace.Recorder``, it records every node. With *consume_codes*,
     ``enc.codes`` may become the builder's working array (and ``None``) to save memory.
-    Each pass of the loop handles one depth. Only the rows of nodes that may split stay in play (``xk``, ``y_rows``, ``w``,
-    ``frac``, and ``node``: each row's node among the level's splittable nodes).
+    Each pass of the loop handles one depth. Only the rows of nodes that may split stay in
+    play (``xk``, ``y_rows``, ``w``, ``frac``, and ``node``: each row's node among the
+    level's splittable nodes).
     """
     n_rows = enc.codes.shape[1]
     k = n_classes
