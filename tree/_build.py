@@ -17,9 +17,10 @@ import numpy as np
 
 from ._arrays import TreeArrays
 from ._encode import Encoded
+from ._entropy import CRITERIA
 from ._score import _DENSE, DECIMALS, Scorer, count_keys, pairs
 
-CRITERIA = ("entropy", "gain_ratio", "unweighted_entropy")
+__all__ = ["CRITERIA", "grow"]
 
 
 def _gain_ratio_filter(gains, valid, enc, n_train):

@@ -256,10 +256,14 @@ def encode_predict(cols, specs: list, missing=DEFAULT_MISSING) -> np.ndarray:
             out[j] = _as_float(col, spec.name, missing)
             continue
         if isinstance(col.dtype, pd.CategoricalDtype):
+            codes = col.cat.codes.to_numpy()
+            if col.cat.categories.equals(spec.index):  # the training categories: codes as is
+                out[j] = np.where(codes < 0, np.nan, codes)
+                continue
             cats = col.cat.categories.astype(object)
             mapping = spec.index.get_indexer(cats).astype(np.float64)
             mapping[np.asarray(_missing_mask(np.asarray(cats, dtype=object), missing))] = np.nan
-            out[j] = np.append(mapping, np.nan)[col.cat.codes.to_numpy()]
+            out[j] = np.append(mapping, np.nan)[codes]
             continue
         values = col.to_numpy() if isinstance(col, pd.Series) else np.asarray(col)
         values = np.asarray(values, dtype=object)

@@ -42,7 +42,7 @@ def columns_of(X, who: str = "ID3Classifier"):
             raise ValueError(f"X has duplicate column names: {raw}")
         names = [c if isinstance(c, str) else str(c) for c in raw]
         names_in = np.asarray(raw, dtype=object) if all(isinstance(c, str) for c in raw) else None
-        cols = [X.iloc[:, j] for j in range(n_cols)]
+        cols = [col for _, col in X.items()]
     else:
         arr = np.asarray(X)
         if arr.dtype.kind in "US":  # keep Python numbers in mixed lists as numbers

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ._build import CRITERIA
-from ._classifier import ID3Classifier
-from ._export import export_graphviz, export_png, export_text
-from ._io import ModelFileError, load_with_meta, to_json
+from ._entropy import CRITERIA
+
+# The estimator, its exports and model files import scikit-learn (a second): they are
+# imported where a command needs them, so --help and early mistakes answer at once.
 
 
 class UsageError(Exception):
@@ -190,6 +190,10 @@ def write_whole(path: Path, text: str) -> None:
 
 
 def _fit(args) -> None:
+    from ._classifier import ID3Classifier
+    from ._export import export_text
+    from ._io import to_json
+
     out = check_output(args.out, "--out", {args.data: "the data"}) if args.out else None
     missing = tuple(v for v in args.missing_values.split(",") if v)
     df = read_csv(args.data, missing)
@@ -228,6 +232,8 @@ def _fit(args) -> None:
 
 
 def _load(path):
+    from ._io import ModelFileError, load_with_meta
+
     try:
         return load_with_meta(path)
     except OSError as exc:
@@ -259,6 +265,8 @@ def _predict(args) -> None:
 
 
 def _show(args) -> int:
+    from ._export import export_graphviz, export_png, export_text
+
     if args.png:
         check_output(args.png, "--png", {args.model: "the model"})
     clf, _ = _load(args.model)
