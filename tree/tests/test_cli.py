@@ -223,3 +223,21 @@ def test_fit_takes_the_c45_flags(tmp_path):
     assert out.rstrip().endswith(SEED_TREE)
     code, _, err = run("fit", MAILS, "--target", "label", "--confidence", "2", cwd=tmp_path)
     assert code == 2 and err == "error: confidence must be a number in (0, 1); got 2.0\n"
+
+
+def test_the_readme_shows_the_real_trace_and_tree(tmp_path):
+    path = DATA.parents[1] / "README.md"
+    if not path.exists():
+        pytest.skip("not run from a checkout of the repository")
+    readme = path.read_text()
+    section = readme[readme.index("<!-- tree:begin -->") : readme.index("<!-- tree:end -->")]
+    blocks = [b.split("```", 1)[0] for b in section.split("```text\n")[1:]]
+    code, out, _ = run(
+        "fit", MAILS, "--target", "label", "--log-base", "10", "--trace", cwd=tmp_path
+    )
+    assert code == 0
+    shown = blocks[0].rstrip("\n").split("\n")
+    assert shown[-1] == "..."
+    readme_lines = [line for line in shown[:-1] if line]
+    assert [line for line in out.splitlines() if line][: len(readme_lines)] == readme_lines
+    assert blocks[1].rstrip("\n") == SEED_TREE
