@@ -39,7 +39,7 @@ def _gain_ratio_filter(gains, valid, enc, n_train):
     return valid & (np.round(gains, DECIMALS) >= np.round(average, DECIMALS)[None, :])
 
 
-def _choose(xk, node, w, frac, level, enc, scorer, min_gain, n_train, with_details):
+def _choose(xk, rows, node, w, frac, level, enc, scorer, min_gain, n_train, with_details):
     """Score every feature for every splittable node of a level; pick each node's best.
 
     Returns ``best`` (feature per node), ``has_split``, ``cut`` (per node, the rank of the
@@ -56,12 +56,12 @@ def _choose(xk, node, w, frac, level, enc, scorer, min_gain, n_train, with_detai
     details = []
     for f in range(n_features):
         slots = int(enc.n_values[f]) + 1  # every value, plus one slot for missing
-        keys = node * (slots * k) + xk[f]
+        keys = node * (slots * k) + (xk[f] if rows is None else xk[f][rows])
         pnode, pval, counts = pairs(keys, s * slots * k, k, slots, w)
-        rows = count_keys(keys // k, s * slots, frac)[1] if need_rows else None
+        pair_rows = count_keys(keys // k, s * slots, frac)[1] if need_rows else None
         how = scorer.numeric if enc.numeric[f] else scorer.categorical
         gain, score, split, valid, cut, detail = how(
-            pnode, pval, counts, rows, int(enc.n_values[f]), level
+            pnode, pval, counts, pair_rows, int(enc.n_values[f]), level
         )
         valid &= np.round(gain, DECIMALS) >= min_gain
         gains[f], valids[f], scores[f] = gain, valid, np.round(score, DECIMALS)
@@ -81,7 +81,7 @@ def _choose(xk, node, w, frac, level, enc, scorer, min_gain, n_train, with_detai
     return best, has_split, cuts[best, columns], gains[best, columns], details
 
 
-def _route(xk, y_rows, node, w, frac, best, has_split, cut, enc, k, s, fractional):
+def _route(xk, rows, y_rows, node, w, frac, best, has_split, cut, enc, k, s, fractional):
     """Send the rows of split nodes down their branch.
 
     Returns ``take`` (the row copies that move, as indices into the current rows), their
@@ -89,7 +89,7 @@ def _route(xk, y_rows, node, w, frac, best, has_split, cut, enc, k, s, fractiona
     ``(parent, branch)``, class weights ``(n_children, k)`` and row counts.
     """
     fr = best[node]
-    code = xk[fr, np.arange(len(node))] // k
+    code = xk[fr, np.arange(len(node)) if rows is None else rows] // k
     split_row = has_split[node]
     known = code < enc.n_values[fr]
     go = np.flatnonzero(split_row & known)
@@ -150,8 +150,9 @@ def grow(
     When *trace* is a ``_trace.Recorder``, it records every node. With *consume_codes*,
     ``enc.codes`` may become the builder's working array (and ``None``) to save memory.
     Each pass of the loop handles one depth. Only the rows of nodes that may split stay in
-    play (``xk``, ``y_rows``, ``w``, ``frac``, and ``node``: each row's node among the
-    level's splittable nodes).
+    play (``rows``: indices into the columns of ``xk``, which never moves; a row split by a
+    missing value appears once per branch; ``y_rows``, ``w``, ``frac``, and ``node``: each
+    row's node among the level's splittable nodes). ``rows`` is None while it is every row.
     """
     n_rows = enc.codes.shape[1]
     k = n_classes
@@ -166,6 +167,7 @@ def grow(
     xk *= k
     xk += y.astype(dtype)
     y_rows = y.astype(np.int64)
+    rows = None
     w = np.asarray(weight, dtype=np.float64)
     unit = bool(np.all(w == 1.0))
     frac = np.ones(n_rows)
@@ -199,7 +201,7 @@ def grow(
             at = C[level_ids]
             level = {"s": s, "C": np.ascontiguousarray(at.T), "n": at.sum(1)}
             best, has_split, cut, won, details = _choose(
-                xk, node, None if unit else w, frac, level, enc, scorer, min_gain, n_rows,
+                xk, rows, node, None if unit else w, frac, level, enc, scorer, min_gain, n_rows,
                 trace is not None,
             )  # fmt: skip
             if trace is not None:
@@ -211,7 +213,7 @@ def grow(
                 chose = has_split & (best == f)
                 threshold[level_ids[chose]] = enc.uniques[f][cut[chose]]
             take, child, w, frac, parent, branch, next_C, next_R = _route(
-                xk, y_rows, node, w, frac, best, has_split, cut, enc, k, s, fractional
+                xk, rows, y_rows, node, w, frac, best, has_split, cut, enc, k, s, fractional
             )
             unit = unit and len(take) == len(child) and bool(np.all(w == 1.0))
             per_node = np.bincount(parent, minlength=s)
@@ -226,8 +228,9 @@ def grow(
             stay = splittable[child]
             node = (np.cumsum(splittable) - 1)[child[stay]]
             take, w, frac = take[stay], w[stay], frac[stay]
-            if len(take) != xk.shape[1] or np.any(take != np.arange(len(take))):
-                xk, y_rows = np.take(xk, take, axis=1), y_rows[take]
+            if len(take) != len(y_rows) or np.any(take != np.arange(len(take))):
+                rows = take if rows is None else rows[take]
+                y_rows = y_rows[take]
         for name, values in zip(
             names, (feature, threshold, first_child, n_children, gain), strict=False
         ):

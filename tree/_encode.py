@@ -231,7 +231,8 @@ def encode_fit(cols, names, categorical_features=None, missing=DEFAULT_MISSING):
             c[known] = inverse
             n_values[j] = len(u)
             specs.append(FeatureSpec(name, kind))
-            uniques.append(u)
+            narrow = getattr(col, "dtype", None) in (np.float32, np.float16)
+            uniques.append(u.astype(col.dtype) if narrow else u)  # exact: the input's values
         c = np.where(c < 0, n_values[j], c)
         columns.append(c.astype(_smallest_uint(int(n_values[j]) + 1)))
     codes = np.empty((len(cols), n_rows), dtype=_smallest_uint(int(n_values.max()) + 1))
