@@ -121,3 +121,55 @@ def as_nested(node, names):
     out["feature"] = names.index(node.feature)
     out["children"] = {key: as_nested(child, names) for key, child in node.children.items()}
     return out
+
+
+def c45_fractional(rows, labels, weights, base=2, min_rows=2):
+    """C4.5's fractional cases, plainly: categorical attributes, information gain.
+
+    A missing value is None. The gain of an attribute is the known share of the weight times
+    the gain on the rows that know it; a row missing the chosen attribute goes down every
+    branch with the branch's share of the known weight. Returns nested dicts of weighted
+    ``counts`` as ``id3`` does (weights stand for rows: ``min_rows`` counts them).
+    """
+    node = {"counts": {}}
+    for c, w in zip(labels, weights, strict=True):
+        node["counts"][c] = node["counts"].get(c, 0.0) + w
+    total = sum(weights)
+    if sum(1 for w in node["counts"].values() if w > 0) < 2 or total < min_rows - 1e-9:
+        return node
+
+    def h(ws):
+        t = sum(ws)
+        return -sum(w / t * math.log(w / t, base) for w in ws if w > 0)
+
+    def dist(idx):
+        out = {}
+        for i in idx:
+            out[labels[i]] = out.get(labels[i], 0.0) + weights[i]
+        return list(out.values())
+
+    best = None
+    for f in range(len(rows[0])):
+        known = [i for i, r in enumerate(rows) if r[f] is not None]
+        values = sorted({rows[i][f] for i in known})
+        if len(values) < 2:
+            continue
+        w_known = sum(weights[i] for i in known)
+        groups = {v: [i for i in known if rows[i][f] == v] for v in values}
+        rest = sum(sum(weights[i] for i in g) / w_known * h(dist(g)) for g in groups.values())
+        gain = round(w_known / total * (h(dist(known)) - rest), 10)
+        if best is None or gain > best[0]:
+            best = (gain, f, groups, w_known)
+    if best is None:
+        return node
+    _, f, groups, w_known = best
+    lost = [i for i, r in enumerate(rows) if r[f] is None]
+    node["feature"], node["children"] = f, {}
+    for v, g in groups.items():
+        share = sum(weights[i] for i in g) / w_known
+        idx = g + lost
+        sub_w = [weights[i] for i in g] + [weights[i] * share for i in lost]
+        node["children"][v] = c45_fractional(
+            [rows[i] for i in idx], [labels[i] for i in idx], sub_w, base, min_rows
+        )
+    return node
