@@ -190,11 +190,11 @@ def write_whole(path: Path, text: str) -> None:
 
 
 def _fit(args) -> None:
+    out = check_output(args.out, "--out", {args.data: "the data"}) if args.out else None
     from ._classifier import ID3Classifier
     from ._export import export_text
     from ._io import to_json
 
-    out = check_output(args.out, "--out", {args.data: "the data"}) if args.out else None
     missing = tuple(v for v in args.missing_values.split(",") if v)
     df = read_csv(args.data, missing)
     if args.target not in df.columns:
