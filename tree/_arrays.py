@@ -24,6 +24,8 @@ class TreeArrays:
     parent: np.ndarray  # int64, -1 at the root
     depth: np.ndarray  # int64
     n_rows: np.ndarray  # float64: training rows at the node (fractions after missing values)
+    # value subsets: node id -> each category code's branch there (-1: not at the node)
+    groups: dict = field(default_factory=dict)
     _table: tuple | None = field(default=None, repr=False)
 
     @property
@@ -50,7 +52,14 @@ class TreeArrays:
             offset = np.cumsum(slots) - slots
             child = np.repeat(np.arange(self.n_nodes, dtype=np.intp), slots)
             ids = np.arange(1, self.n_nodes)
-            child[offset[self.parent[ids]] + self.branch[ids]] = ids
+            ids_plain = ids
+            if self.groups:
+                subset_nodes = np.fromiter(self.groups, dtype=np.int64)
+                ids_plain = ids[~np.isin(self.parent[ids], subset_nodes)]
+            child[offset[self.parent[ids_plain]] + self.branch[ids_plain]] = ids_plain
+            for i, mapping in self.groups.items():  # every value of a subset to its branch
+                codes = np.flatnonzero(mapping >= 0)
+                child[offset[i] + codes] = self.first_child[i] + mapping[codes]
             self._table = {
                 "offset": offset.astype(np.intp),
                 "width": width,
@@ -94,4 +103,5 @@ class TreeArrays:
             parent=parent,
             depth=self.depth[stay],
             n_rows=self.n_rows[stay],
+            groups={int(new_id[i]): m for i, m in self.groups.items() if stay[i] and not leaf[i]},
         )

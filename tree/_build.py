@@ -19,6 +19,7 @@ from ._arrays import TreeArrays
 from ._encode import Encoded
 from ._entropy import CRITERIA
 from ._score import _DENSE, DECIMALS, Scorer, count_keys, pairs
+from ._subsets import merge_values
 
 __all__ = ["CRITERIA", "grow"]
 
@@ -54,6 +55,7 @@ def _choose(xk, rows, node, w, frac, level, enc, scorer, min_gain, n_train, with
     cuts = np.full((n_features, s), -1, dtype=np.int64)
     need_rows = scorer.min_leaf > 1
     details = []
+    maps = {}  # feature -> {node: each value's branch}, for splits on value subsets
     for f in range(n_features):
         slots = int(enc.n_values[f]) + 1  # every value, plus one slot for missing
         keys = node * (slots * k) + (xk[f] if rows is None else xk[f][rows])
@@ -63,6 +65,12 @@ def _choose(xk, rows, node, w, frac, level, enc, scorer, min_gain, n_train, with
         gain, score, split, valid, cut, detail = how(
             pnode, pval, counts, pair_rows, int(enc.n_values[f]), level
         )
+        if scorer.subsets and not enc.numeric[f] and enc.n_values[f] > 2:
+            known_rows = None if pair_rows is None else pair_rows[pval < enc.n_values[f]]
+            maps[f] = _subsets(scorer, detail, known_rows, level, int(enc.n_values[f]))
+            for j, (_, g_gain, g_score, g_split, ok) in maps[f].items():
+                gain[j], score[j], split[j], valid[j] = g_gain, g_score, g_split, ok
+            maps[f] = {j: m[0] for j, m in maps[f].items() if m[0] is not None}
         valid &= np.round(gain, DECIMALS) >= min_gain
         gains[f], valids[f], scores[f] = gain, valid, np.round(score, DECIMALS)
         if cut is not None:
@@ -78,10 +86,39 @@ def _choose(xk, rows, node, w, frac, level, enc, scorer, min_gain, n_train, with
     best = np.argmax(scores, axis=0)  # the first feature wins a tie
     columns = np.arange(s)
     has_split = scores[best, columns] > -np.inf
-    return best, has_split, cuts[best, columns], gains[best, columns], details
+    groups = {
+        int(j): maps[best[j]][j]
+        for j in np.flatnonzero(has_split)
+        if int(best[j]) in maps and j in maps[int(best[j])]
+    }
+    return best, has_split, cuts[best, columns], gains[best, columns], details, groups, maps
 
 
-def _route(xk, rows, y_rows, node, w, frac, best, has_split, cut, enc, k, s, fractional):
+def _subsets(scorer, detail, known_rows, level, n_values):
+    """Per node with 3 or more values: ``(mapping or None, gain, score, split, valid)``."""
+    pnode, pval, counts, miss = detail
+    per_node = np.bincount(pnode, minlength=level["s"])
+    starts = np.cumsum(per_node) - per_node
+    out = {}
+    for j in np.flatnonzero(per_node >= 3):
+        at = slice(int(starts[j]), int(starts[j] + per_node[j]))
+        group, gain, score, split, ok = merge_values(
+            scorer,
+            counts[:, at],
+            None if known_rows is None else known_rows[at],
+            miss[:, j],
+            level["C"][:, j],
+            level["n"][j],
+        )
+        mapping = None
+        if group.max() + 1 < per_node[j]:  # fewer branches than values
+            mapping = np.full(n_values, -1, dtype=np.int64)
+            mapping[pval[at]] = group
+        out[int(j)] = (mapping, gain, score, split, ok)
+    return out
+
+
+def _route(xk, rows, y_rows, node, w, frac, best, has_split, cut, enc, k, s, fractional, groups):
     """Send the rows of split nodes down their branch.
 
     Returns ``take`` (the row copies that move, as indices into the current rows), their
@@ -94,6 +131,11 @@ def _route(xk, rows, y_rows, node, w, frac, best, has_split, cut, enc, k, s, fra
     known = code < enc.n_values[fr]
     go = np.flatnonzero(split_row & known)
     branch = np.where(enc.numeric[fr], code > cut[node], code)[go]
+    if groups:  # value subsets: each value's branch at its node
+        table = np.tile(np.arange(int(enc.n_values.max()) + 1), (s, 1))
+        for j, mapping in groups.items():
+            table[j, : len(mapping)] = mapping
+        branch = table[node[go], branch]
     width = int(np.max(np.where(enc.numeric, 2, enc.n_values)[best[has_split]], initial=1))
     key = node[go] * width + branch
     parent, child_branch, counts = pairs(key * k + y_rows[go], s * width * k, k, width, w[go])
@@ -144,6 +186,7 @@ def grow(
     fractional: bool = False,
     trace=None,
     consume_codes: bool = False,
+    subsets: bool = False,
 ):
     """Grow the tree; return ``(tree, gains)`` (per node, the gain of its split, else 0).
 
@@ -172,6 +215,7 @@ def grow(
     unit = bool(np.all(w == 1.0))
     frac = np.ones(n_rows)
     scorer = Scorer(criterion, math.log(log_base), k, float(min_samples_leaf), min_leaf_weight)
+    scorer.subsets = subsets
 
     def may_split(counts, rows, depth):
         ok = ((counts > 0).sum(1) > 1) & (rows >= min_samples_split - 1e-9)
@@ -185,6 +229,7 @@ def grow(
     out = {name: [] for name in names}
     parents, branches, all_counts, all_rows = [np.array([-1])], [np.array([-1])], [C], [R]
     first_id, depth = 0, 0
+    all_groups = {}
     while len(C):
         m = len(C)
         feature = np.full(m, -1, dtype=np.int64)
@@ -200,12 +245,12 @@ def grow(
         if s:
             at = C[level_ids]
             level = {"s": s, "C": np.ascontiguousarray(at.T), "n": at.sum(1)}
-            best, has_split, cut, won, details = _choose(
+            best, has_split, cut, won, details, groups, maps = _choose(
                 xk, rows, node, None if unit else w, frac, level, enc, scorer, min_gain, n_rows,
                 trace is not None,
             )  # fmt: skip
             if trace is not None:
-                trace.record(level_ids, details, best, has_split, enc)
+                trace.record(level_ids, details, best, has_split, enc, maps)
             split_ids = level_ids[has_split]
             feature[split_ids] = best[has_split]
             gain[split_ids] = won[has_split]
@@ -213,8 +258,11 @@ def grow(
                 chose = has_split & (best == f)
                 threshold[level_ids[chose]] = enc.uniques[f][cut[chose]]
             take, child, w, frac, parent, branch, next_C, next_R = _route(
-                xk, rows, y_rows, node, w, frac, best, has_split, cut, enc, k, s, fractional
-            )
+                xk, rows, y_rows, node, w, frac, best, has_split, cut, enc, k, s, fractional,
+                groups,
+            )  # fmt: skip
+            for j, mapping in groups.items():
+                all_groups[first_id + int(level_ids[j])] = mapping
             unit = unit and len(take) == len(child) and bool(np.all(w == 1.0))
             per_node = np.bincount(parent, minlength=s)
             first_child[split_ids] = first_id + m + (np.cumsum(per_node) - per_node)[has_split]
@@ -251,5 +299,6 @@ def grow(
         parent=np.concatenate(parents).astype(np.int64),
         depth=np.repeat(np.arange(len(sizes)), sizes).astype(np.int64),
         n_rows=np.concatenate(all_rows),
+        groups=all_groups,
     )
     return tree, np.concatenate(out["gain"])

@@ -61,11 +61,12 @@ def added_errors(n: float, e: float, cf: float = 0.25) -> float:
 
 
 class _Node:
-    __slots__ = ("feature", "threshold", "counts", "rows", "children")
+    __slots__ = ("feature", "threshold", "counts", "rows", "children", "groups")
 
-    def __init__(self, feature, threshold, counts, rows, children):
+    def __init__(self, feature, threshold, counts, rows, children, groups=None):
         self.feature, self.threshold = feature, threshold
         self.counts, self.rows, self.children = counts, rows, children
+        self.groups = groups  # value subsets: each category code's branch
 
 
 def _objects(tree: TreeArrays, i: int = 0) -> _Node:
@@ -73,7 +74,9 @@ def _objects(tree: TreeArrays, i: int = 0) -> _Node:
     for c in range(int(tree.first_child[i]), int(tree.first_child[i] + tree.n_children[i])):
         kids[int(tree.branch[c])] = _objects(tree, c)
     t = tree.threshold[i]
-    return _Node(int(tree.feature[i]), t, tree.counts[i].copy(), float(tree.n_rows[i]), kids)
+    node = _Node(int(tree.feature[i]), t, tree.counts[i].copy(), float(tree.n_rows[i]), kids)
+    node.groups = tree.groups.get(i)
+    return node
 
 
 def _arrays(root: _Node, k: int) -> TreeArrays:
@@ -101,6 +104,7 @@ def _arrays(root: _Node, k: int) -> TreeArrays:
         parent=np.array(parent, np.int64),
         depth=np.array(depth, np.int64),
         n_rows=np.array([n.rows for n in order]),
+        groups={i: n.groups for i, n in enumerate(order) if n.children and n.groups is not None},
     )
 
 
@@ -109,9 +113,11 @@ def prune_errors(tree, enc, y, weight, n_classes, cf=0.25, fractional=True) -> T
     k = n_classes
     values = {}
 
-    def branch_of(f, idx, threshold):
+    def branch_of(f, idx, threshold, groups):
         code = enc.codes[f, idx].astype(np.int64)
         known = code < enc.n_values[f]
+        if groups is not None:  # a value the node never saw is -1: on no branch
+            code = np.where(known, np.append(groups, -1)[np.minimum(code, len(groups))], -1)
         if enc.numeric[f]:
             if f not in values:
                 values[f] = np.append(enc.uniques[f], np.nan)
@@ -130,7 +136,7 @@ def prune_errors(tree, enc, y, weight, n_classes, cf=0.25, fractional=True) -> T
             node.counts, node.rows = dist, float(fr.sum())
         if not node.children or cases <= 0:
             return leaf_errors + extra
-        code, known = branch_of(node.feature, idx, node.threshold)
+        code, known = branch_of(node.feature, idx, node.threshold, node.groups)
         known_w = w[known].sum()
         tree_errors, largest, top = 0.0, None, -1.0
         covered = np.zeros(len(idx), dtype=bool)
@@ -165,10 +171,11 @@ def prune_errors(tree, enc, y, weight, n_classes, cf=0.25, fractional=True) -> T
             return leaf_errors + extra
         if branch_errors <= tree_errors + 0.1:
             raised = node.children[largest]
-            node.feature, node.threshold, node.children = (
+            node.feature, node.threshold, node.children, node.groups = (
                 raised.feature,
                 raised.threshold,
                 raised.children,
+                raised.groups,
             )
             return estimate(node, idx, w, fr, True)
         return tree_errors

@@ -18,6 +18,7 @@ from ._node import Node, branch_widths, spread, walk
 from ._prune import ccp_sequence, feature_importances, limit_leaves
 
 MISSING = ("auto", "fractional", "stop")
+SPLITS = ("multiway", "subsets")
 PRUNE = (None, "error")
 
 
@@ -95,6 +96,11 @@ class ID3Classifier(ClassifierMixin, BaseEstimator):
     categorical_features : None, column names, column indices or a boolean mask
         Numeric columns to treat as categorical (multiway). Strings, booleans and pandas
         ``category`` columns are always categorical.
+    categorical_split : {"multiway", "subsets"}, default "multiway"
+        ``"multiway"``: one branch per value seen at the node (ID3). ``"subsets"``: C4.5's
+        value subsets: starting from one branch per value, the two branches whose merge scores
+        best are merged down to two, and the best-scoring configuration is the split (ties go
+        to fewer branches). Costs about v^3 operations per node for v values.
     class_weight : None, "balanced" or dict, default None
         Weights per class, multiplied into ``sample_weight`` (as in scikit-learn).
     missing : {"auto", "fractional", "stop"}, default "auto"
@@ -148,6 +154,7 @@ class ID3Classifier(ClassifierMixin, BaseEstimator):
         max_leaf_nodes=None,
         min_gain=0.0,
         categorical_features=None,
+        categorical_split="multiway",
         class_weight=None,
         missing="auto",
         missing_values="?",
@@ -164,6 +171,7 @@ class ID3Classifier(ClassifierMixin, BaseEstimator):
         self.max_leaf_nodes = max_leaf_nodes
         self.min_gain = min_gain
         self.categorical_features = categorical_features
+        self.categorical_split = categorical_split
         self.class_weight = class_weight
         self.missing = missing
         self.missing_values = missing_values
@@ -185,6 +193,10 @@ class ID3Classifier(ClassifierMixin, BaseEstimator):
         _real_in(self.min_gain, 0, np.inf, "min_gain", high_open=True)
         if self.missing not in MISSING:
             raise ValueError(f"missing must be one of {MISSING}; got {self.missing!r}")
+        if self.categorical_split not in SPLITS:
+            raise ValueError(
+                f"categorical_split must be one of {SPLITS}; got {self.categorical_split!r}"
+            )
         if self.prune not in PRUNE:
             raise ValueError(f"prune must be None or 'error'; got {self.prune!r}")
         _real_in(self.confidence, 0, 1, "confidence", low_open=True, high_open=True)
@@ -232,6 +244,7 @@ class ID3Classifier(ClassifierMixin, BaseEstimator):
             fractional=self._fractional,
             trace=trace,
             consume_codes=trace is None and self.prune != "error",
+            subsets=self.categorical_split == "subsets",
         )[0]
         if trace is not None:
             trace.tree = tree

@@ -63,7 +63,12 @@ def to_dict(clf: ID3Classifier, **meta) -> dict:
             }
             for s in clf.features_
         ],
-        "tree": {**arrays, "counts": tree.counts.tolist(), "n_rows": tree.n_rows.tolist()},
+        "tree": {
+            **arrays,
+            "counts": tree.counts.tolist(),
+            "n_rows": tree.n_rows.tolist(),
+            "groups": {str(i): m.tolist() for i, m in sorted(tree.groups.items())},
+        },
         "meta": meta,
     }
 
@@ -177,7 +182,30 @@ def _check_tree(t, specs, n_classes, version) -> TreeArrays:
         raise _Bad(
             f"tree.threshold[{_first_wrong(thr_bad)}]: numeric splits need a number, others null"
         )
-    return TreeArrays(threshold=threshold, counts=counts, n_rows=n_rows, **ints)
+    groups = _check_groups(t.get("groups", {}), f, kids, width, numeric, n)
+    if groups:  # a subset split's branches are its groups, not category codes
+        sub = np.isin(parent, list(groups))
+        bad = sub & (branch >= kids[np.maximum(parent, 0)])
+        if bad.any():
+            raise _Bad(f"tree.branch[{_first_wrong(bad)}]: out of range")
+    return TreeArrays(threshold=threshold, counts=counts, n_rows=n_rows, groups=groups, **ints)
+
+
+def _check_groups(raw, f, kids, width, numeric, n):
+    """Value subsets: node -> each category's branch (-1: not at the node), every branch used."""
+    if not isinstance(raw, dict):
+        raise _Bad("tree.groups: expected an object")
+    groups = {}
+    for key, mapping in raw.items():
+        where = f"tree.groups[{key}]"
+        if not key.isdigit() or int(key) >= n or f[int(key)] < 0 or numeric[f[int(key)]]:
+            raise _Bad(f"{where}: not a categorical split")
+        i = int(key)
+        arr = _int_array(mapping, f"groups[{key}]", int(width[f[i]]))
+        if arr.min() < -1 or set(arr[arr >= 0].tolist()) != set(range(int(kids[i]))):
+            raise _Bad(f"{where}: branches do not match the node's {int(kids[i])} children")
+        groups[i] = arr
+    return groups
 
 
 def _check_features(raw):

@@ -42,6 +42,8 @@ def count_text(value: float) -> str:
 def edge_text(parent, key) -> str:
     if parent.threshold is not None:
         return f"{parent.feature} {key}"
+    if isinstance(key, tuple):  # a subset of values
+        return f"{parent.feature} in {{{', '.join(map(str, key))}}}"
     return f"{parent.feature} = {key}"
 
 
@@ -52,7 +54,9 @@ class Node:
     - ``children``: a dict from branch to child node. A categorical split has one branch per
       value seen at this node in training, keyed by the value itself (``"Y"``, ``3``,
       ``True``). A numeric split has exactly two, keyed ``"<= t"`` and ``"> t"`` where ``t`` is
-      ``threshold`` written as by ``format_threshold`` (``"<= 75"``, ``"> 75"``).
+      ``threshold`` written as by ``format_threshold`` (``"<= 75"``, ``"> 75"``). With
+      ``categorical_split="subsets"`` a branch may hold several values: it is keyed by the
+      tuple of them (``("a", "b")``).
     - ``threshold``: the split value of a numeric split (left is ``<=``), else ``None``.
     - ``prediction``: the majority class (the first in ``classes_`` order on a tie).
     - ``class_counts``: a dict from class to the training weight that reached the node (the
@@ -117,6 +121,9 @@ class Node:
         f = self._tree.feature[self.id]
         if self._features[f].kind == "numeric":
             return threshold_keys(self._tree.threshold[self.id])[int(code)]
+        mapping = self._tree.groups.get(self.id)
+        if mapping is not None:  # a subset of values: the tuple of them
+            return tuple(self._features[f].categories[c] for c in np.flatnonzero(mapping == code))
         return self._features[f].categories[int(code)]
 
     @property

@@ -99,6 +99,7 @@ class Scorer:
         self.k = n_classes
         self.min_leaf = min_leaf
         self.min_leaf_weight = min_leaf_weight
+        self.subsets = False  # categorical_split="subsets": see _subsets
 
     def _split_info(self, n, parts_xlogx):
         return (xlogx(n) - parts_xlogx) / np.maximum(n, 1e-300) / self.ln_base

@@ -28,6 +28,7 @@ class Candidate:
     split_info: float
     valid: bool
     below_average: bool = False  # gain_ratio: gain under the average of the candidates
+    groups: np.ndarray | None = None  # each value's subset, when categorical_split="subsets"
 
 
 @dataclass
@@ -59,7 +60,7 @@ class Recorder:
     def end_level(self):
         self.records.extend(self._level)
 
-    def record(self, level_nodes, details, best, has_split, enc):
+    def record(self, level_nodes, details, best, has_split, enc, maps=None):
         for j, i in enumerate(level_nodes):
             rec = self._level[i]
             for f, detail in enumerate(details):
@@ -88,6 +89,7 @@ class Recorder:
                         split_info=float(split[j]),
                         valid=bool(valid[j]),
                         below_average=bool(detail[6][j]) if len(detail) > 6 else False,
+                        groups=(maps or {}).get(f, {}).get(j),
                     )
                 )
             if has_split[j]:
@@ -177,7 +179,11 @@ def format_trace(clf, record, orders, fractional=False) -> str:
                 + [number(entropy(c, base))]
             )
         lines.extend(_table(rows))
-        lines.append("    " + _summary(clf.criterion, cand, branches, base, n, fractional))
+        groups = None
+        if cand.groups is not None:
+            parts = [np.flatnonzero(cand.groups == g) for g in range(int(cand.groups.max()) + 1)]
+            groups = " | ".join("+".join(str(spec.categories[c]) for c in p) for p in parts)
+        lines.append("    " + _summary(clf.criterion, cand, branches, base, n, fractional, groups))
     if record.chosen is not None:
         cand = next(c for c in record.candidates if c.feature == record.chosen)
         lines.append(f"  => split on {clf.features_[record.chosen].name} ({_score(clf, cand)})")
@@ -187,7 +193,7 @@ def format_trace(clf, record, orders, fractional=False) -> str:
     return "\n".join(lines)
 
 
-def _summary(criterion, cand, branches, base, n, fractional) -> str:
+def _summary(criterion, cand, branches, base, n, fractional, groups=None) -> str:
     sizes = [float(c.sum()) for _, c in branches]
     weighted = sum(s * entropy(c, base) for s, (_, c) in zip(sizes, branches, strict=True))
     parts = []
@@ -198,6 +204,8 @@ def _summary(criterion, cand, branches, base, n, fractional) -> str:
     if criterion == "gain_ratio":
         parts.append(f"split info {number(cand.split_info)}")
         parts.append(f"gain ratio {number(cand.score)}")
+    if groups is not None:
+        parts.append(f"scored as the subsets {groups}")
     if cand.missing is not None:
         where = "go down every branch by weight" if fractional else "stay here"
         parts.append(f"{count_text(cand.missing.sum())} of {n} rows missing {where}")

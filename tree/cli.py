@@ -107,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="COL,COL",
         help="numeric columns to split one branch per value instead of by thresholds",
     )
+    fit.add_argument(
+        "--categorical-split",
+        choices=["multiway", "subsets"],
+        default="multiway",
+        help="one branch per value, or C4.5's subsets of values",
+    )
     fit.add_argument("--out", metavar="MODEL.json", help="save the fitted tree as JSON")
     fit.add_argument(
         "--trace",
@@ -212,6 +218,7 @@ def _fit(args) -> None:
         max_leaf_nodes=args.max_leaf_nodes,
         min_gain=args.min_gain,
         categorical_features=categorical or None,
+        categorical_split=args.categorical_split,
         class_weight=args.class_weight,
         missing=args.missing,
         missing_values=list(missing),

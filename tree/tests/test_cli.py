@@ -215,7 +215,8 @@ def test_fit_out_creates_a_missing_folder_and_debug_shows_tracebacks(tmp_path):
 def test_fit_takes_the_c45_flags(tmp_path):
     code, out, err = run(
         "fit", MAILS, "--target", "label", "--criterion", "gain_ratio", "--prune", "error",
-        "--confidence", "0.25", "--min-samples-leaf", "1", "--ccp-alpha", "0", cwd=tmp_path,
+        "--confidence", "0.25", "--min-samples-leaf", "1", "--ccp-alpha", "0",
+        "--categorical-split", "subsets", cwd=tmp_path,
     )  # fmt: skip
     assert code == 0, err
     # C4.5 keeps the seed's tree: its leaves' estimate, 3 U(0,3) + 4 U(0,4) + 2 U(0,2) +
