@@ -1,76 +1,52 @@
-"""``ID3Classifier``: the scikit-learn style estimator around the level-by-level builder."""
+"""``ID3Classifier``: the scikit-learn estimator around the level-by-level builder."""
 
 from __future__ import annotations
 
-import inspect
 import numbers
 
 import numpy as np
+from scipy import sparse
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._build import CRITERIA, grow
-from ._encode import encode_fit, encode_predict, encode_y
+from ._c45prune import prune_errors
+from ._encode import encode_fit, encode_predict
 from ._entropy import check_log_base
-from ._node import Node, walk
+from ._inputs import columns_of, encode_y, row_weights
+from ._node import Node, branch_widths, spread, walk
+from ._prune import ccp_sequence, feature_importances, limit_leaves
+
+MISSING = ("auto", "fractional", "stop")
+SPLITS = ("multiway", "subsets")
+PRUNE = (None, "error")
 
 
-class _ParamsMixin:
-    """``get_params``/``set_params``/``repr`` as scikit-learn defines them, without importing it.
-
-    scikit-learn is optional at run time: it is only needed to run its checks on this class.
-    """
-
-    @classmethod
-    def _param_names(cls):
-        sig = inspect.signature(cls.__init__)
-        return sorted(p.name for p in sig.parameters.values() if p.name != "self")
-
-    def get_params(self, deep=True):
-        return {name: getattr(self, name) for name in self._param_names()}
-
-    def set_params(self, **params):
-        valid = self._param_names()
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(
-                    f"Invalid parameter {name!r} for estimator {type(self).__name__}. "
-                    f"Valid parameters are: {valid!r}."
-                )
-            setattr(self, name, value)
-        return self
-
-    def __repr__(self):
-        sig = inspect.signature(type(self).__init__)
-        shown = []
-        for name, p in sig.parameters.items():
-            if name == "self":
-                continue
-            value = getattr(self, name, p.default)
-            if value is not p.default and not (
-                isinstance(value, (str, int, float, type(None)))
-                and type(value) is type(p.default)
-                and value == p.default
-            ):
-                shown.append(f"{name}={value!r}")
-        return f"{type(self).__name__}({', '.join(shown)})"
+def _int_at_least(value, low, name, none_ok=False):
+    if value is None and none_ok:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        what = f"None or an int >= {low}" if none_ok else f"an int >= {low}"
+        raise ValueError(f"{name} must be {what}; got {value!r}")
 
 
-def _not_fitted(est):
-    message = (
-        f"This {type(est).__name__} instance is not fitted yet. Call 'fit' with appropriate "
-        "arguments before using this estimator."
+def _real_in(value, low, high, name, low_open=False, high_open=False):
+    ok = (
+        not isinstance(value, bool)
+        and isinstance(value, numbers.Real)
+        and np.isfinite(value)
+        and (value > low if low_open else value >= low)
+        and (value < high if high_open else value <= high)
     )
-    try:
-        from sklearn.exceptions import NotFittedError
-    except ImportError:  # scikit-learn is optional
-
-        class NotFittedError(ValueError, AttributeError):
-            pass
-
-    return NotFittedError(message)
+    if not ok:
+        if high == np.inf:
+            raise ValueError(f"{name} must be a finite number >= {low}; got {value!r}")
+        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+        raise ValueError(f"{name} must be a number in {lo}{low}, {high}{hi}; got {value!r}")
 
 
-class ID3Classifier(_ParamsMixin):
-    """ID3 decision tree: one branch per category, binary thresholds on numbers (as C4.5).
+class ID3Classifier(ClassifierMixin, BaseEstimator):
+    """ID3 and C4.5 decision trees: one branch per category, binary thresholds on numbers.
 
     The seed's ten mails: image N is all spam; then bitcoin, then length.
 
@@ -89,48 +65,78 @@ class ID3Classifier(_ParamsMixin):
     >>> clf.predict(pd.DataFrame({"length": ["short"], "image": ["Y"], "bitcoin": ["Y"]}))
     array(['ham'], dtype='<U4')
 
+    C4.5 is ``ID3Classifier(criterion="gain_ratio", prune="error")``.
+
     Parameters
     ----------
     criterion : {"entropy", "gain_ratio", "unweighted_entropy"}, default "entropy"
-        How a node picks its attribute. ``"entropy"`` maximises the information gain (the
-        parent's entropy minus the size-weighted entropy of the branches: ID3).
-        ``"gain_ratio"`` divides the gain by the entropy of the branch sizes (C4.5), which
-        curbs attributes with many values. ``"unweighted_entropy"`` minimises the plain sum
-        of the branches' entropies, the seed's teaching rule; it ignores how many rows each
-        branch holds, so a tiny pure branch counts as much as a large mixed one, and it is
-        worse on real data.
+        How a node picks its attribute. ``"entropy"`` maximises the information gain (ID3).
+        ``"gain_ratio"`` is C4.5's rule: the gain divided by the entropy of the branch sizes,
+        among the attributes whose gain is at least the average gain of the candidates, with
+        a numeric attribute's gain lowered by ``log(N - 1) / |D|`` for its N - 1 possible
+        thresholds among |D| rows. ``"unweighted_entropy"`` minimises the plain sum of the
+        branches' entropies, the seed's teaching rule (worse on real data).
     log_base : float, default 2
         Base of the logarithm (2: bits; 10: the seed's tables). Changes the units of gains and
         of ``min_gain``, not the tree.
     max_depth : int or None, default None
-        Depth at which nodes become leaves (0: the root is a leaf). None grows until every
-        node is pure or no attribute splits it.
+        Depth at which nodes become leaves (0: the root is a leaf).
     min_samples_split : int, default 2
         Nodes with fewer training rows become leaves.
+    min_samples_leaf : int, default 1
+        A split is only made if every branch gets at least this many training rows.
+    min_weight_fraction_leaf : float in [0, 0.5], default 0.0
+        ... and at least this share of the total training weight (as in scikit-learn).
+    max_leaf_nodes : int or None, default None
+        Keep the splits a best-first builder (largest impurity decrease first) makes before it
+        reaches this many leaves; a multiway split that would pass it is left out.
     min_gain : float, default 0.0
         A split must gain at least this much information (in ``log_base`` units, after
-        rounding to 10 decimals). With 0, as in Quinlan's ID3, zero-gain splits are made
-        too (XOR needs them); set a small positive value to stop on them.
+        rounding to 10 decimals). With 0, as in Quinlan's ID3, zero-gain splits are made.
     categorical_features : None, column names, column indices or a boolean mask
         Numeric columns to treat as categorical (multiway). Strings, booleans and pandas
         ``category`` columns are always categorical.
+    categorical_split : {"multiway", "subsets"}, default "multiway"
+        ``"multiway"``: one branch per value seen at the node (ID3). ``"subsets"``: C4.5's
+        value subsets: starting from one branch per value, the two branches whose merge scores
+        best are merged down to two, and the best-scoring configuration is the split (ties go
+        to fewer branches). Costs about v^3 operations per node for v values.
+    class_weight : None, "balanced" or dict, default None
+        Weights per class, multiplied into ``sample_weight`` (as in scikit-learn).
+    missing : {"auto", "fractional", "stop"}, default "auto"
+        Rows missing the chosen attribute. ``"fractional"`` (C4.5): in training and in
+        prediction the row goes down every branch with the branch's share of the weight, and
+        a prediction sums the leaves' distributions by those shares. ``"stop"`` (the seed's
+        ID3): the row stays at the node and gets its distribution. ``"auto"`` is
+        ``"fractional"`` for the C4.5 settings (``criterion="gain_ratio"`` or
+        ``prune="error"``) and ``"stop"`` otherwise.
+    missing_values : str, sequence of str, or None, default "?"
+        Strings read as missing besides None and NaN; None or ``()`` makes ``"?"`` a category.
+    prune : {None, "error"}, default None
+        ``"error"``: C4.5's error-based pruning with subtree raising at ``confidence``.
+    confidence : float in (0, 1), default 0.25
+        C4.5's CF: lower values prune more.
+    ccp_alpha : float >= 0, default 0.0
+        Minimal cost-complexity pruning (as in scikit-learn), on the entropy in bits weighted
+        by the share of the training weight; see ``cost_complexity_pruning_path``.
 
-    Ties between equal (rounded) scores go to the first column; a numeric column's tie
-    between thresholds goes to the lowest. Missing values (None, NaN, ``"?"``): the gain of an
-    attribute is computed on the rows that have it and scaled by their share (as C4.5); rows
-    missing the chosen attribute stay at the node, and so do rows at predict time, which then
-    get the node's class distribution. A value never seen at a node is handled the same way.
+    The order is: grow (with the stopping rules), then ``max_leaf_nodes``, then ``prune``,
+    then ``ccp_alpha``. Ties between equal (rounded) scores go to the first column; a numeric
+    column's tie between thresholds goes to the lowest. A category never seen at a node stops
+    there and gets the node's class distribution.
 
     Attributes
     ----------
     classes_ : ndarray
         The class labels, sorted.
+    n_classes_ : int
     n_features_in_ : int
-        The number of columns seen in fit.
     feature_names_in_ : ndarray of str
         The column names, when X was a DataFrame with string column names.
     features_ : list of FeatureSpec
         Per column: name, kind ("categorical" or "numeric") and categories.
+    feature_importances_ : ndarray
+        Total weighted entropy decrease of each feature's splits, normalised to sum to 1.
     root_ : Node
         The root of the tree (see ``Node``).
     tree_ : TreeArrays
@@ -143,15 +149,35 @@ class ID3Classifier(_ParamsMixin):
         log_base=2,
         max_depth=None,
         min_samples_split=2,
+        min_samples_leaf=1,
+        min_weight_fraction_leaf=0.0,
+        max_leaf_nodes=None,
         min_gain=0.0,
         categorical_features=None,
+        categorical_split="multiway",
+        class_weight=None,
+        missing="auto",
+        missing_values="?",
+        prune=None,
+        confidence=0.25,
+        ccp_alpha=0.0,
     ):
         self.criterion = criterion
         self.log_base = log_base
         self.max_depth = max_depth
         self.min_samples_split = min_samples_split
+        self.min_samples_leaf = min_samples_leaf
+        self.min_weight_fraction_leaf = min_weight_fraction_leaf
+        self.max_leaf_nodes = max_leaf_nodes
         self.min_gain = min_gain
         self.categorical_features = categorical_features
+        self.categorical_split = categorical_split
+        self.class_weight = class_weight
+        self.missing = missing
+        self.missing_values = missing_values
+        self.prune = prune
+        self.confidence = confidence
+        self.ccp_alpha = ccp_alpha
 
     def _check_params(self):
         if not isinstance(self.criterion, str) or self.criterion not in CRITERIA:
@@ -159,106 +185,204 @@ class ID3Classifier(_ParamsMixin):
                 f"criterion must be one of {', '.join(map(repr, CRITERIA))}; got {self.criterion!r}"
             )
         check_log_base(self.log_base, "log_base")
-        if self.max_depth is not None and (
-            isinstance(self.max_depth, bool)
-            or not isinstance(self.max_depth, numbers.Integral)
-            or self.max_depth < 0
-        ):
-            raise ValueError(f"max_depth must be None or an int >= 0; got {self.max_depth!r}")
-        if (
-            isinstance(self.min_samples_split, bool)
-            or not isinstance(self.min_samples_split, numbers.Integral)
-            or self.min_samples_split < 2
-        ):
+        _int_at_least(self.max_depth, 0, "max_depth", none_ok=True)
+        _int_at_least(self.min_samples_split, 2, "min_samples_split")
+        _int_at_least(self.min_samples_leaf, 1, "min_samples_leaf")
+        _real_in(self.min_weight_fraction_leaf, 0, 0.5, "min_weight_fraction_leaf")
+        _int_at_least(self.max_leaf_nodes, 2, "max_leaf_nodes", none_ok=True)
+        _real_in(self.min_gain, 0, np.inf, "min_gain", high_open=True)
+        if self.missing not in MISSING:
+            raise ValueError(f"missing must be one of {MISSING}; got {self.missing!r}")
+        if self.categorical_split not in SPLITS:
             raise ValueError(
-                f"min_samples_split must be an int >= 2; got {self.min_samples_split!r}"
+                f"categorical_split must be one of {SPLITS}; got {self.categorical_split!r}"
             )
-        if (
-            isinstance(self.min_gain, bool)
-            or not isinstance(self.min_gain, numbers.Real)
-            or not np.isfinite(self.min_gain)
-            or self.min_gain < 0
-        ):
-            raise ValueError(f"min_gain must be a finite number >= 0; got {self.min_gain!r}")
+        if self.prune not in PRUNE:
+            raise ValueError(f"prune must be None or 'error'; got {self.prune!r}")
+        _real_in(self.confidence, 0, 1, "confidence", low_open=True, high_open=True)
+        _real_in(self.ccp_alpha, 0, np.inf, "ccp_alpha", high_open=True)
+        return self._missing_strings()
 
-    def fit(self, X, y, *, trace=None):
-        """Grow the tree on *X* (DataFrame or 2-D array-like) and labels *y*; return self.
+    def _missing_strings(self) -> tuple:
+        mv = self.missing_values
+        if mv is None:
+            return ()
+        if isinstance(mv, str):
+            return (mv,)
+        if isinstance(mv, (list, tuple)) and all(isinstance(v, str) for v in mv):
+            return tuple(mv)
+        raise ValueError(f"missing_values must be None, a string or strings; got {mv!r}")
 
-        *trace*, when given, is called once per node (root first, then depth by depth) with a
-        text block: each candidate attribute with its per-branch class proportions and
-        entropies, and the attribute chosen. ``trace=print`` prints them.
-        """
-        self._check_params()
-        specs, enc, names_in = encode_fit(X, self.categorical_features)
-        classes, y_codes = encode_y(y, enc.codes.shape[1])
-        records = [] if trace is not None else None
+    @property
+    def _fractional(self) -> bool:
+        if self.missing == "auto":
+            return self.criterion == "gain_ratio" or self.prune == "error"
+        return self.missing == "fractional"
+
+    def _grow(self, X, y, sample_weight, trace):
+        missing = self._check_params()
+        cols, names, _ = columns_of(X)
+        validate_data(self, X, skip_check_array=True, reset=True)
+        classes, y_codes = encode_y(y, len(cols[0]))
+        w = row_weights(sample_weight, self.class_weight, y_codes, classes)
+        specs, enc = encode_fit(cols, names, self.categorical_features, missing)
+        if not np.all(w > 0):  # a row of weight 0 is a row that is not there
+            keep = w > 0
+            enc.codes, y_codes, w = np.ascontiguousarray(enc.codes[:, keep]), y_codes[keep], w[keep]
         tree = grow(
             enc,
             y_codes,
+            w,
             len(classes),
             criterion=self.criterion,
             log_base=float(self.log_base),
             max_depth=self.max_depth,
             min_samples_split=int(self.min_samples_split),
+            min_samples_leaf=int(self.min_samples_leaf),
+            min_leaf_weight=float(self.min_weight_fraction_leaf) * float(w.sum()),
             min_gain=float(self.min_gain),
-            trace=records,
-        )
+            fractional=self._fractional,
+            trace=trace,
+            consume_codes=trace is None and self.prune != "error",
+            subsets=self.categorical_split == "subsets",
+        )[0]
+        if trace is not None:
+            trace.tree = tree
+        if self.max_leaf_nodes is not None:
+            tree = limit_leaves(tree, int(self.max_leaf_nodes))
+        if self.prune == "error":
+            tree = prune_errors(
+                tree, enc, y_codes, w, len(classes), float(self.confidence), self._fractional
+            )
+        return tree, classes, specs, enc, y_codes
+
+    def _set_tree(self, tree, classes, specs):
         self.classes_ = classes
-        self.n_features_in_ = len(specs)
-        if names_in is not None:
-            self.feature_names_in_ = names_in
-        elif hasattr(self, "feature_names_in_"):
-            del self.feature_names_in_
+        self.n_classes_ = len(classes)
         self.features_ = specs
         self.tree_ = tree
         self.root_ = Node(tree, specs, classes)
-        if trace is not None:
-            from ._export import format_trace, trace_orders
 
+    def fit(self, X, y, sample_weight=None, *, trace=None):
+        """Grow the tree on *X* (DataFrame or 2-D array-like) and labels *y*; return self.
+
+        *sample_weight* (one non-negative number per row) weighs every count; a row of weight
+        0 is left out. *trace*, when given, is called once per node (root first, then depth by
+        depth) with a text block: each candidate attribute with its per-branch class
+        proportions and entropies, and the attribute chosen. ``trace=print`` prints them. The
+        trace shows the tree as grown, before any pruning.
+        """
+        from ._trace import Recorder, format_trace, trace_orders
+
+        recorder = Recorder() if trace is not None else None
+        tree, classes, specs, enc, y_codes = self._grow(X, y, sample_weight, recorder)
+        if self.ccp_alpha > 0:
+            tree = tree.keep(ccp_sequence(tree, float(self.ccp_alpha))[2])
+        self._set_tree(tree, classes, specs)
+        if trace is not None:
             orders = trace_orders(enc, y_codes)
-            for record in records:
-                trace(format_trace(self, record, orders))
+            shown = _GrownView(self, recorder.tree)  # the trace names paths in the grown tree
+            for record in recorder.records:
+                trace(format_trace(shown, record, orders, self._fractional))
         return self
+
+    def cost_complexity_pruning_path(self, X, y, sample_weight=None):
+        """The effective alphas of minimal cost-complexity pruning, and the leaf impurities.
+
+        As scikit-learn's: returns a ``Bunch`` with ``ccp_alphas`` (increasing, from 0) and
+        ``impurities`` (the total leaf impurity of the tree pruned at each alpha), computed on
+        the tree that ``fit`` grows with these parameters and ``ccp_alpha=0``.
+        """
+        from sklearn.utils import Bunch
+
+        tree = self._grow(X, y, sample_weight, None)[0]
+        alphas, impurities, _ = ccp_sequence(tree)
+        return Bunch(ccp_alphas=alphas, impurities=impurities)
+
+    def _encode(self, X):
+        check_is_fitted(self)
+        cols, _, _ = columns_of(X, type(self).__name__)
+        validate_data(self, X, skip_check_array=True, reset=False)
+        return encode_predict(cols, self.features_, self._missing_strings())
+
+    def _kinds(self):
+        return np.array([s.kind == "numeric" for s in self.features_]), branch_widths(
+            self.features_
+        )
+
+    def apply(self, X):
+        """The id of the node where each row stops: a leaf, or where its path splits or ends.
+
+        A row stops where its value is missing (with ``missing="fractional"`` its parts go on
+        down every branch from there) or is a category that node never saw.
+        """
+        numeric, widths = self._kinds()
+        return walk(self.tree_, numeric, widths, self._encode(X))
+
+    def decision_path(self, X):
+        """A sparse ``(n_rows, n_nodes)`` indicator of the nodes each row passes through."""
+        numeric, widths = self._kinds()
+        visits = []
+        spread(self.tree_, numeric, widths, self._encode(X), self._fractional, visits)
+        rows = np.concatenate([r for r, _ in visits])
+        nodes = np.concatenate([n for _, n in visits])
+        shape = (len(visits[0][0]), self.tree_.n_nodes)
+        path = sparse.csr_matrix((np.ones(len(rows), dtype=np.int8), (rows, nodes)), shape)
+        path.data[:] = 1
+        return path
+
+    def predict_proba(self, X):
+        """Class probabilities: the class shares of the training weight where each row stops.
+
+        With ``missing="fractional"``, a row that goes down several branches gets the sum of
+        their leaves' shares, each weighted by the part of the row that got there.
+        """
+        xe = self._encode(X)
+        numeric, widths = self._kinds()
+        counts = self.tree_.counts
+        dist = counts / counts.sum(axis=1, keepdims=True)
+        if not self._fractional:
+            return dist[walk(self.tree_, numeric, widths, xe)]
+        rows, nodes, mass = spread(self.tree_, numeric, widths, xe, True)
+        out = np.zeros((xe.shape[1], len(self.classes_)))
+        np.add.at(out, rows, dist[nodes] * mass[:, None])
+        return out
+
+    def predict(self, X):
+        """The most probable class of each row (``classes_[argmax(predict_proba(X))]``)."""
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    @property
+    def feature_importances_(self):
+        check_is_fitted(self)
+        return feature_importances(self.tree_, self.n_features_in_)
+
+    def get_depth(self) -> int:
+        """The depth of the tree (0 for a single leaf)."""
+        check_is_fitted(self)
+        return int(self.tree_.depth.max())
+
+    def get_n_leaves(self) -> int:
+        check_is_fitted(self)
+        return int((self.tree_.feature < 0).sum())
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "tree_")
 
-    def _encode(self, X):
-        if not hasattr(self, "tree_"):
-            raise _not_fitted(self)
-        names = getattr(self, "feature_names_in_", None)
-        return encode_predict(X, self.features_, names, type(self).__name__)
-
-    def apply(self, X):
-        """Return the id of the node where each row stops (a leaf, or where a value is missing)."""
-        xe = self._encode(X)
-        numeric = np.array([s.kind == "numeric" for s in self.features_], dtype=bool)
-        return walk(self.tree_, numeric, xe)
-
-    def predict_proba(self, X):
-        """Class probabilities: the class shares of the training rows at each row's node."""
-        leaves = self.apply(X)
-        counts = self.tree_.counts[leaves]
-        return counts / counts.sum(axis=1, keepdims=True)
-
-    def predict(self, X):
-        """The majority class at each row's node (``classes_[argmax(predict_proba(X))]``)."""
-        proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]
-
-    def score(self, X, y, sample_weight=None):
-        """Mean accuracy of ``predict(X)`` against *y*."""
-        right = self.predict(X) == np.asarray(y).reshape(-1)
-        return float(np.average(right, weights=sample_weight))
-
     def __sklearn_tags__(self):
-        from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.input_tags.categorical = True
+        # string=False only steers scikit-learn's dtype-object check to expect a TypeError
+        # for a dict value (which fit raises); strings work all the same.
+        tags.input_tags.string = False
+        return tags
 
-        return Tags(
-            estimator_type="classifier",
-            target_tags=TargetTags(required=True),
-            classifier_tags=ClassifierTags(),
-            # string=False only steers scikit-learn's dtype-object check to expect a
-            # TypeError for a dict value (which fit raises); strings work all the same.
-            input_tags=InputTags(allow_nan=True, categorical=True, string=False),
-        )
+
+class _GrownView:
+    """The classifier as the trace sees it: its parameters, with the tree as grown."""
+
+    def __init__(self, clf, tree):
+        self.__dict__.update(clf.__dict__)
+        self.tree_ = tree

@@ -1,4 +1,4 @@
-"""Entropy of a class distribution, and the ``x log x`` table the tree builder counts with."""
+"""Entropy of a class distribution (the builder computes its own from weighted counts)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import math
 import numbers
 
 import numpy as np
+
+CRITERIA = ("entropy", "gain_ratio", "unweighted_entropy")  # the ways a node picks its split
 
 
 def check_log_base(base: object, name: str = "base") -> float:
@@ -70,18 +72,3 @@ def entropy(counts, base: float = 2) -> float:
     if base == 2:
         return bits + 0.0  # never -0.0
     return bits / math.log2(base) + 0.0
-
-
-def xlogx_table(n: int) -> np.ndarray:
-    """Return ``t`` with ``t[c] = c * ln(c)`` for the counts ``c = 0 .. n`` (and ``t[0] = 0``).
-
-    The builder turns every entropy it needs into sums of this table, indexed by counts:
-    ``n * H(c_1 .. c_k) = t[n] - sum(t[c_i])`` in nats.
-
-    >>> xlogx_table(3).round(4).tolist()
-    [0.0, 0.0, 1.3863, 3.2958]
-    """
-    c = np.arange(n + 1, dtype=np.float64)
-    out = np.zeros(n + 1)
-    np.multiply(c[1:], np.log(c[1:]), out=out[1:])
-    return out

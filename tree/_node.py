@@ -1,10 +1,10 @@
-"""Nodes of a fitted tree (views into its flat arrays) and the vectorised walk down the tree."""
+"""Nodes of a fitted tree (views into its flat arrays) and the vectorised walks down the tree."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._build import TreeArrays
+from ._arrays import TreeArrays
 
 
 def format_threshold(value: float) -> str:
@@ -27,6 +27,26 @@ def threshold_keys(value: float) -> tuple[str, str]:
     return f"<= {t}", f"> {t}"
 
 
+def count_text(value: float) -> str:
+    """A weight as people write counts: whole numbers without decimals, others with two.
+
+    >>> count_text(3.0), count_text(2.6666), count_text(0.5)
+    ('3', '2.67', '0.5')
+    """
+    value = float(value)
+    if abs(value - round(value)) < 1e-9:
+        return str(int(round(value)))
+    return f"{value:.2f}".rstrip("0")
+
+
+def edge_text(parent, key) -> str:
+    if parent.threshold is not None:
+        return f"{parent.feature} {key}"
+    if isinstance(key, tuple):  # a subset of values
+        return f"{parent.feature} in {{{', '.join(map(str, key))}}}"
+    return f"{parent.feature} = {key}"
+
+
 class Node:
     """One node of a fitted tree; ``clf.root_`` is the root.
 
@@ -34,13 +54,19 @@ class Node:
     - ``children``: a dict from branch to child node. A categorical split has one branch per
       value seen at this node in training, keyed by the value itself (``"Y"``, ``3``,
       ``True``). A numeric split has exactly two, keyed ``"<= t"`` and ``"> t"`` where ``t`` is
-      ``threshold`` written as by ``format_threshold`` (``"<= 75"``, ``"> 75"``).
+      ``threshold`` written as by ``format_threshold`` (``"<= 75"``, ``"> 75"``). With
+      ``categorical_split="subsets"`` a branch may hold several values: it is keyed by the
+      tuple of them (``("a", "b")``).
     - ``threshold``: the split value of a numeric split (left is ``<=``), else ``None``.
     - ``prediction``: the majority class (the first in ``classes_`` order on a tie).
-    - ``class_counts``: a dict from class to the number of training rows that reached the node.
+    - ``class_counts``: a dict from class to the training weight that reached the node (the
+      number of rows when no ``sample_weight`` or ``class_weight`` is given).
+    - ``n_samples``: the training rows that reached the node (a fraction of a row counts as such
+      where ``missing="fractional"`` spread a row over the branches).
 
-    Rows whose value for ``feature`` is missing stop here, in training and in prediction, as do
-    values that no child covers; they get this node's class distribution.
+    With ``missing="stop"``, rows whose value for ``feature`` is missing stop here, in training
+    and in prediction; with ``missing="fractional"`` they go down every branch with its share
+    of the weight. Values that no child covers stop here and get this node's distribution.
     """
 
     __slots__ = ("_tree", "_features", "_classes", "id")
@@ -73,12 +99,18 @@ class Node:
         return int(self._tree.depth[self.id])
 
     @property
-    def n_samples(self) -> int:
-        return int(self._tree.counts[self.id].sum())
+    def n_samples(self) -> float:
+        rows = float(self._tree.n_rows[self.id])
+        return int(rows) if rows == int(rows) else rows
+
+    @property
+    def weight(self) -> float:
+        return float(self._tree.counts[self.id].sum())
 
     @property
     def class_counts(self) -> dict:
-        return dict(zip(self._classes.tolist(), self._tree.counts[self.id].tolist(), strict=True))
+        counts = [int(c) if c == int(c) else c for c in self._tree.counts[self.id].tolist()]
+        return dict(zip(self._classes.tolist(), counts, strict=True))
 
     @property
     def prediction(self):
@@ -89,6 +121,9 @@ class Node:
         f = self._tree.feature[self.id]
         if self._features[f].kind == "numeric":
             return threshold_keys(self._tree.threshold[self.id])[int(code)]
+        mapping = self._tree.groups.get(self.id)
+        if mapping is not None:  # a subset of values: the tuple of them
+            return tuple(self._features[f].categories[c] for c in np.flatnonzero(mapping == code))
         return self._features[f].categories[int(code)]
 
     @property
@@ -108,28 +143,99 @@ class Node:
         )
 
 
-def walk(tree: TreeArrays, numeric: np.ndarray, xe: np.ndarray) -> np.ndarray:
+def branch_widths(features) -> np.ndarray:
+    """Per feature, how many branch codes a split on it may have (2 for a numeric one)."""
+    return np.array(
+        [2 if f.kind == "numeric" else max(len(f.categories), 1) for f in features],
+        dtype=np.int64,
+    )
+
+
+def _step(tree: TreeArrays, numeric, widths, xe, rows, cur):
+    """One level down for *rows* at inner nodes *cur*: ``(child or -1, value known)``."""
+    f = tree.feature[cur]
+    value = xe[f, rows]
+    known = value == value  # not NaN
+    branch = np.where(numeric[f], value > tree.threshold[cur], np.where(known, value, 0))
+    branch = branch.astype(np.int64)
+    t = tree.child_table(widths, numeric)
+    ok = known & (branch >= 0) & (branch < t["width"][cur])  # unseen categories are -1
+    nxt = t["child"][t["offset"][cur] + np.where(ok, branch, 0)]
+    return np.where(ok & (nxt != cur), nxt, -1), known  # the table holds the node for "stop"
+
+
+def walk(tree: TreeArrays, numeric: np.ndarray, widths: np.ndarray, xe: np.ndarray):
     """Return the node where each row stops: a leaf, or the node whose value it lacks.
 
     *xe* is ``(n_features, n_rows)`` from ``encode_predict``: category codes or numbers, NaN
-    for missing and unseen values. All rows move one level per step.
+    for missing values. All rows move one level per step, one lookup in the child table
+    each; a row that has stopped points at its own node, and every few levels those rows
+    leave the arrays.
     """
-    n_rows = xe.shape[1]
-    node = np.zeros(n_rows, dtype=np.int64)
-    rows = np.arange(n_rows)
-    edges = tree.edge_keys()
-    modulus = tree.branch_modulus()
-    while len(rows) and len(edges):
-        cur = node[rows]
-        f = tree.feature[cur]
-        inner = f >= 0
-        rows, cur, f = rows[inner], cur[inner], f[inner]
-        value = xe[f, rows]
-        branch = np.where(numeric[f], value > tree.threshold[cur], value)
-        known = ~np.isnan(value) & (branch < modulus)  # a larger code is on no edge
-        key = cur * modulus + np.where(known, branch, 0).astype(np.int64)
-        pos = np.minimum(np.searchsorted(edges, key), len(edges) - 1)
-        found = known & (edges[pos] == key)
-        rows = rows[found]
-        node[rows] = pos[found] + 1
+    t = tree.child_table(widths, numeric)
+    offset, child, feature, threshold = t["offset"], t["child"], t["feature"], t["threshold"]
+    n = xe.shape[1]
+    flat = np.ascontiguousarray(xe).ravel()
+    has_nan = bool(np.isnan(flat).any())
+    node = np.zeros(n, dtype=np.intp)
+    rows = np.arange(n, dtype=np.intp)
+    cur = node.copy()
+    step = 0
+    while len(rows):
+        value = flat[feature[cur] * n + rows]
+        if t["any_categorical"]:
+            width = t["width"][cur]
+            code = np.where((value >= 0) & (value < width), value, width).astype(np.intp)
+            number = np.where(value == value, value > threshold[cur], 2)
+            branch = np.where(t["categorical"][cur], code, number)
+        elif has_nan:
+            branch = np.where(value == value, value > threshold[cur], 2)
+        else:
+            branch = value > threshold[cur]
+        nxt = child[offset[cur] + branch]
+        step += 1
+        if step % 4 == 0:
+            done = nxt == cur
+            if done.any():
+                node[rows[done]] = cur[done]
+                keep = ~done
+                rows, nxt = rows[keep], nxt[keep]
+        cur = nxt
     return node
+
+
+def spread(tree: TreeArrays, numeric, widths, xe, fractional: bool, visits=None):
+    """Walk every row down; return ``(row, node, mass)`` of where its parts stop.
+
+    With *fractional*, a row missing a node's value goes down every branch with the share of
+    the training weight that went there (C4.5); otherwise it stops at that node. A value no
+    branch covers stops at the node. *visits*, a list, receives ``(rows, nodes)`` of every
+    node each row passes through.
+    """
+    total = tree.counts.sum(1)
+    sibling = np.bincount(tree.parent[1:], total[1:], tree.n_nodes)
+    share = total / np.where(tree.parent >= 0, sibling[np.maximum(tree.parent, 0)], 1.0)
+    rows = np.arange(xe.shape[1])
+    node = np.zeros(len(rows), dtype=np.int64)
+    mass = np.ones(len(rows))
+    done = []
+    while len(rows):
+        if visits is not None:
+            visits.append((rows, node))
+        inner = tree.feature[node] >= 0
+        done.append((rows[~inner], node[~inner], mass[~inner]))
+        rows, node, mass = rows[inner], node[inner], mass[inner]
+        nxt, known = _step(tree, numeric, widths, xe, rows, node)
+        lost = ~known if fractional else np.zeros(len(rows), dtype=bool)
+        stop = (nxt < 0) & ~lost
+        done.append((rows[stop], node[stop], mass[stop]))
+        moved = nxt >= 0
+        parts = [(rows[moved], nxt[moved], mass[moved])]
+        if lost.any():
+            n_kids = tree.n_children[node[lost]]
+            src = np.repeat(np.flatnonzero(lost), n_kids)
+            within = np.arange(len(src)) - np.repeat(np.cumsum(n_kids) - n_kids, n_kids)
+            kid = tree.first_child[node[src]] + within
+            parts.append((rows[src], kid, mass[src] * share[kid]))
+        rows, node, mass = (np.concatenate(p) for p in zip(*parts, strict=True))
+    return tuple(np.concatenate(p) for p in zip(*done, strict=True))

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from tree import entropy
-from tree._export import number
+from tree._trace import number
 
 
 @pytest.mark.parametrize(

@@ -132,3 +132,59 @@ def test_export_png_without_dot_says_what_to_install(monkeypatch, mails):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(RuntimeError, match="apt-get install graphviz"):
         export_png(clf, "never.png")
+
+
+def _damaged(change):
+    clf, _, _ = mixed_model()
+    data = json.loads(to_json(clf))
+    change(data)
+    return json.dumps(data)
+
+
+def _reverse_parents(d):
+    d["tree"]["parent"] = d["tree"]["parent"][::-1]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda d: d["tree"]["first_child"].__setitem__(0, 999), "tree.first_child[0]"),
+        (_reverse_parents, "tree.parent"),
+        (lambda d: d["tree"]["counts"][1].__setitem__(0, -1), "tree.counts[1]"),
+        (lambda d: d["tree"]["counts"].pop(), "tree.counts"),
+        (lambda d: d["tree"]["feature"].__setitem__(0, 7), "tree.feature[0]"),
+        (lambda d: d["tree"]["branch"].__setitem__(1, 50), "tree.branch[1]"),
+        (lambda d: d["tree"]["depth"].__setitem__(1, 5), "tree.depth[1]"),
+        (lambda d: d["tree"]["threshold"].__setitem__(0, "x"), "tree.threshold"),
+        (lambda d: d["tree"].pop("n_children"), "tree.n_children: missing"),
+        (lambda d: d["features"][0].__setitem__("kind", "ordinal"), "features[0].kind"),
+        (
+            lambda d: d["features"][0].__setitem__("categories", ["a", "a"]),
+            "features[0].categories",
+        ),
+        (lambda d: d["params"].__setitem__("max_depth", -3), "params: max_depth"),
+        (lambda d: d["params"].__setitem__("colour", 1), "params: "),
+        (lambda d: d.__setitem__("classes", []), "classes"),
+        (lambda d: d.__setitem__("feature_names_in", ["a", "b", "c"]), "feature_names_in"),
+    ],
+)
+def test_from_json_checks_every_field_and_names_the_wrong_one(change, field):
+    text = _damaged(change)
+    with pytest.raises(ModelFileError) as err:
+        from_json(text)
+    message = str(err.value)
+    assert "\n" not in message and "damaged: " + field in message, message
+
+
+def test_version_1_files_still_load():
+    clf, X, _ = mixed_model()
+    data = json.loads(to_json(clf))
+    data["version"] = 1
+    del data["tree"]["n_rows"]
+    assert from_json(json.dumps(data)).predict(X).tolist() == clf.predict(X).tolist()
+
+
+def test_class_weight_dicts_and_lists_round_trip():
+    X, y = [["a"], ["b"], ["a"]], [1, 2, 2]
+    clf = ID3Classifier(class_weight={1: 2.0, 2: 1.0}, missing_values=["?", "n/a"]).fit(X, y)
+    assert from_json(to_json(clf)).get_params() == clf.get_params()

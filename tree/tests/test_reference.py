@@ -6,7 +6,7 @@ import pytest
 
 from tree import ID3Classifier
 
-from .reference import as_nested, id3
+from .reference import as_nested, c45_fractional, id3
 
 
 def random_data(seed, n_rows, n_cat, n_num):
@@ -56,3 +56,32 @@ def test_predictions_match_a_walk_down_the_reference_tree():
 
     expected = [walk(tree, row) for row in test.itertuples(index=False)]
     assert clf.predict(test).tolist() == expected
+
+
+def as_nested_weights(node, names):
+    out = {"counts": {k: round(v, 9) for k, v in node.class_counts.items() if v > 1e-12}}
+    if node.is_leaf:
+        return out
+    out["feature"] = names.index(node.feature)
+    out["children"] = {k: as_nested_weights(c, names) for k, c in node.children.items()}
+    return out
+
+
+def rounded(node):
+    out = {"counts": {k: round(v, 9) for k, v in node["counts"].items() if v > 1e-12}}
+    if "children" in node:
+        out["feature"] = node["feature"]
+        out["children"] = {k: rounded(c) for k, c in node["children"].items()}
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fractional_missing_values_agree_with_a_plain_c45(seed):
+    X, y = random_data(200 + seed, n_rows=80, n_cat=4, n_num=0)
+    holes = np.random.default_rng(seed).random(X.shape) < 0.15
+    X = X.mask(holes, None)
+    clf = ID3Classifier(missing="fractional").fit(X, y)
+    rows = [tuple(None if pd.isna(v) else v for v in r) for r in X.itertuples(index=False)]
+    expected = c45_fractional(rows, y.tolist(), [1.0] * len(y))
+    assert as_nested_weights(clf.root_, list(X.columns)) == rounded(expected)
+    assert np.any(clf.tree_.counts % 1 > 1e-9)  # rows really were split by weight
