@@ -40,8 +40,11 @@ def test_two_epochs_write_checkpoints_rank0_only_loadable_weights_only(two_epoch
     assert {"metrics.jsonl", "tensorboard"} <= names
     assert not [n for n in names if ".tmp" in n]
     for name in ("model_0.pt", "model_1.pt"):
-        state = torch.load(out / name, weights_only=True)
+        saved = torch.load(out / name, weights_only=True)
+        state = saved["model"]
         assert state and not [k for k in state if k.startswith(("module.", "_orig_mod."))]
+        assert saved["class_names"] == ["circle", "square", "triangle"]
+        assert (saved["image_size"], saved["backbone"]) == (64, "resnet10")
     ckpt = load_file(str(out / "checkpoint.pt"))
     assert ckpt["epoch"] == 2 and ckpt["step"] == 0
     assert not [k for k in ckpt["model"] if k.startswith("module.")]
