@@ -138,6 +138,8 @@ def main(args) -> int:
 def _prepare_output_dir(args) -> tuple[dict, str] | None:
     """Rank 0, before any data is read: the folder, one run per folder, the checkpoint."""
     run_dir.check_output_dir(args.output_dir)
+    if args.weights and not os.path.isfile(args.weights):
+        raise UsageError(f"--weights {args.weights}: no such file")
     if args.start_over:
         run_dir.move_run_aside(args.output_dir)
         args.resume = "none"
