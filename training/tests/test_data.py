@@ -117,9 +117,7 @@ def test_coco_val2014_gapped_ids_crowd_and_blank_images(test_data, tmp_path, pro
     assert ds.coco_gt() is not None and len(ds.coco_gt()["annotations"]) == len(gt["annotations"])
 
 
-def test_coco_keeps_empty_images_and_drops_degenerate_boxes(
-    test_data, tmp_path, process_group
-):
+def test_coco_keeps_empty_images_and_drops_degenerate_boxes(test_data, tmp_path, process_group):
     gt = json.loads((test_data / "coco-mini" / "gt_dataset.json").read_text())
     gt["images"].append({"id": 99, "width": 50, "height": 40, "file_name": "empty.jpg"})
     gt["annotations"].append(

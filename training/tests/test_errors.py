@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from .conftest import REPO, TEST_DATA, clean_env, run
+from .conftest import TEST_DATA, clean_env, run
 
 pytestmark = pytest.mark.slow
 
