@@ -68,7 +68,6 @@ class StopFlag:
 
             remove_pending_temporaries()
             log.warning("second Ctrl-C: exiting now; the last checkpoint written is kept")
-            logging.shutdown()
             os._exit(130)
 
     @property

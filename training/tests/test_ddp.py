@@ -205,6 +205,20 @@ def test_sigterm_to_the_whole_group_as_systemctl_stop_does(tmp_path):
     assert rc in (0, 1, -signal.SIGTERM, 128 + signal.SIGTERM), rc
 
 
+def test_ctrl_c_is_a_stop_request_on_every_rank_checkpoint_then_exit_130(tmp_path):
+    # The terminal's way: SIGINT to the whole process group (torchrun forwards it as well).
+    out, rc, launch, step = _sigterm_mid_epoch(
+        tmp_path, lambda launch: os.killpg(launch.proc.pid, signal.SIGINT)
+    )
+    for rank in (0, 1):
+        assert f"[rank {rank}/2] WARNING SIGINT: finishing this step" in launch.output
+    assert f"stopped by SIGINT at epoch 0 step {step}; checkpoint written" in launch.output
+    assert "second Ctrl-C" not in launch.output  # torchrun's forwarded copy is the same request
+    assert "KeyboardInterrupt" not in launch.output
+    assert rc != 0, launch.output[-3000:]  # torchrun reports the interrupt (wrapper: SIGINT)
+    assert not [p for p in out.iterdir() if ".tmp." in p.name]
+
+
 def test_nonfinite_loss_on_one_rank_is_skipped_then_repeated_ones_stop_every_rank(tmp_path):
     out = tmp_path / "out"
     # Step 1: rank 1 alone; steps 5-7 (epoch 1): one rank or the other, three in a row.
