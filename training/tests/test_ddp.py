@@ -97,6 +97,7 @@ def test_evaluate_and_predict_clis_on_the_saved_model(two_epochs, tmp_path):
         ]
     )
     assert r.returncode == 0, r.stderr[-3000:]
+    assert "checkpoint before epoch 2): backbone resnet10, image size 64, 3 classes" in r.stderr
     lines = [ln for ln in r.stdout.splitlines() if "Average" in ln]
     assert len(lines) == 12 and lines[0].startswith(" Average Precision  (AP) @[ IoU=0.50:0.95")
     # The same number as the training run's last evaluation of that epoch.
@@ -106,24 +107,41 @@ def test_evaluate_and_predict_clis_on_the_saved_model(two_epochs, tmp_path):
 
     from training.data.synthetic import SyntheticDataset
 
-    img = SyntheticDataset(1, 64, "val").load_image(0)
-    img.save(tmp_path / "shapes.jpg")
+    # Two inputs named alike in different folders, and one that is not an image.
+    ds = SyntheticDataset(2, 64, "val")
+    for k, folder in enumerate(("a", "b")):
+        (tmp_path / folder).mkdir()
+        ds.load_image(k).save(tmp_path / folder / "shapes.jpg")
+    (tmp_path / "broken.jpg").write_bytes(b"not a JPEG")
+    inputs = [tmp_path / "a" / "shapes.jpg", tmp_path / "broken.jpg", tmp_path / "b" / "shapes.jpg"]
     r = run(
         [
             sys.executable,
             "-m",
             "training.predict",
             f"--checkpoint={out / 'model_1.pt'}",
-            str(tmp_path / "shapes.jpg"),
+            *map(str, inputs),
             f"--out={tmp_path / 'pred'}",
             "--device=cpu",
             "--score-threshold=0.0",
         ]
     )
-    assert r.returncode == 0, r.stderr[-3000:]
-    drawn = Image.open(tmp_path / "pred" / "shapes.png")
-    assert drawn.size == img.size
-    assert "shapes.jpg:" in r.stdout
+    # The bad image is skipped with one warning, the others are drawn, and the run exits 2.
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert "Traceback" not in r.stderr
+    assert f"warning: {tmp_path / 'broken.jpg'}: skipped" in r.stderr
+    assert "error: 1 of 3 images could not be read" in r.stderr
+    # The model file said what it is: no flags were needed for names and size.
+    assert "image size 64, classes circle, square, triangle" in r.stderr
+    drawn = {f: Image.open(tmp_path / "pred" / f"{f}_shapes.png") for f in ("a", "b")}
+    assert sorted(p.name for p in (tmp_path / "pred").iterdir()) == [
+        "a_shapes.png",
+        "b_shapes.png",
+    ]
+    assert drawn["a"].size == (64, 64)
+    assert drawn["a"].tobytes() != drawn["b"].tobytes()
+    assert "a/shapes.jpg:" in r.stdout and "b/shapes.jpg:" in r.stdout
+    assert re.search(r"^  (circle|square|triangle) \d\.\d\d \[", r.stdout, re.M)
 
 
 def test_two_nodes_with_c10d_rendezvous_only_rank0_writes(tmp_path):
