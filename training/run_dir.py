@@ -33,6 +33,7 @@ RUN_FILES = (
     "model_*.pt",
     "metrics.jsonl",
     "curves.png",
+    "val_examples.png",
     "tensorboard",
     "*.tmp.*",
 )

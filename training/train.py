@@ -43,7 +43,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import checkpoint as ckpt
 from . import distributed as du
-from . import run_dir
+from . import pictures, run_dir
 from .config import get_args_parser, parse_args, resolve_defaults
 from .data import DataError, build_dataset, check_data, train_loader, val_loader
 from .engine import (
@@ -311,10 +311,15 @@ def _train(args, info: du.DistInfo) -> int:
             return stopped_line(f"at epoch {epoch} step {step}")
         stats_map = None
         if (args.eval_every and (epoch + 1) % args.eval_every == 0) or epoch == args.epochs - 1:
-            stats_map = evaluate(model_without_ddp, val, info.device, val_set, stop, args.progress)
+            eval_out: dict = {}
+            stats_map = evaluate(
+                model_without_ddp, val, info.device, val_set, stop, args.progress, eval_out
+            )
             if stats_map is None:  # stopped during evaluation: evaluate again on resume
                 save(epoch, steps_per_epoch)
                 return stopped_line(f"while evaluating epoch {epoch}")
+            if info.is_main:
+                pictures.log_evaluation(writer, args.output_dir, val_set, eval_out, epoch)
         summary = stats.summary()
         improved = bool(info.is_main and stats_map and stats_map[0] > best["map"])
         if improved:
@@ -324,6 +329,10 @@ def _train(args, info: du.DistInfo) -> int:
         files = {}
         if info.is_main:  # seed step 5: rank 0 alone writes, the unwrapped model's state_dict
             record = _record_epoch(args, writer, epoch, summary, stats_map, optimizer, t_start)
+            try:
+                pictures.write_curves(args.output_dir)
+            except (OSError, ValueError) as exc:  # a convenience: never stop a run for it
+                log.warning("could not draw curves.png: %s", exc)
             payload = model_file(model_without_ddp, args, train_set.class_names, epoch, record)
             files = {f"model_{epoch}.pt": payload}
             if improved:

@@ -13,6 +13,7 @@ import time
 
 import pytest
 import torch
+from PIL import Image
 
 from training.checkpoint import load_file
 
@@ -55,6 +56,14 @@ def test_two_epochs_write_checkpoints_rank0_only_loadable_weights_only(two_epoch
     assert [r["epoch"] for r in rows] == [0, 1]
     assert all({"loss", "map", "map50", "img_per_s"} <= r.keys() for r in rows)
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0, "tensors": 0})
+    acc.Reload()
+    assert [e.step for e in acc.Images("val/examples")] == [0, 1]  # one per evaluation
+    assert [e.step for e in acc.Tensors("val/pr_curve_iou50")] == [0, 1]
+    for name in ("curves.png", "val_examples.png"):
+        assert Image.open(out / name).size[0] > 300, name
     assert "no checkpoint in" in log and "done: 2 epochs; best mAP" in log
     # Only rank 0 prints INFO lines.
     assert "[rank 0/2] INFO" in log and "[rank 1/2] INFO" not in log
@@ -102,8 +111,6 @@ def test_evaluate_and_predict_clis_on_the_saved_model(two_epochs, tmp_path):
     assert len(lines) == 12 and lines[0].startswith(" Average Precision  (AP) @[ IoU=0.50:0.95")
     # The same number as the training run's last evaluation of that epoch.
     assert float(lines[0].split("=")[-1]) == pytest.approx(metrics(out)[-1]["map"], abs=1e-3)
-
-    from PIL import Image
 
     from training.data.synthetic import SyntheticDataset
 
