@@ -24,9 +24,10 @@ DistributedSampler with shuffling and per-process batch = global batch / world s
 (4) `sampler.set_epoch(epoch)` at the start of every epoch; (5) rank 0 alone writes
 `model_{epoch}.pt` and `checkpoint.pt`; (6) the launch lines above.
 
-On SIGTERM (systemctl stop, torchrun) the job finishes its step, writes checkpoint.pt and
-exits 0; the next launch resumes from there (`--resume auto`). Exit status 1 means training
-stopped on non-finite losses, 2 bad data or flags.
+On SIGTERM (systemctl stop, torchrun) or a first Ctrl-C the job finishes its step, writes
+checkpoint.pt and exits 0 (130 after Ctrl-C); the next launch resumes from there (`--resume
+auto`). Exit status 1 means training failed (non-finite losses, a crash), 2 a user mistake
+(flags, files, data, checkpoints, environment; one `error:` line, see errors.py).
 """
 
 from __future__ import annotations
