@@ -141,6 +141,11 @@ def _prepare_output_dir(args) -> tuple[dict, str] | None:
     run_dir.check_output_dir(args.output_dir)
     if args.weights and not os.path.isfile(args.weights):
         raise UsageError(f"--weights {args.weights}: no such file")
+    restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+    if args.start_over and restart > 0:
+        # torchrun restarted the group: this run's own files are in the folder now
+        log.info("--start-over ignored on torchrun's restart %d: resuming this run", restart)
+        args.start_over, args.resume = False, "auto"
     if args.start_over:
         run_dir.move_run_aside(args.output_dir)
         args.resume = "none"

@@ -14,7 +14,7 @@ from training import run_dir
 from training.checkpoint import load_file
 from training.errors import UsageError
 
-from .conftest import run
+from .conftest import clean_env, run
 
 TINY = [
     "--device=cpu",
@@ -56,6 +56,13 @@ def test_more_epochs_resume_start_over_moves_the_run_aside(tmp_path):
     assert [row["epoch"] for row in _rows(out)] == [0]  # the new run alone
     assert len(list((out / "tensorboard").iterdir())) == 1
     assert load_file(str(out / "checkpoint.pt"))["epoch"] == 1
+
+    # torchrun restarting the group runs the same flags again: --start-over must not discard
+    # the run it is restarting.
+    r = run([*train, "--epochs=2", "--start-over"], env=clean_env(TORCHELASTIC_RESTART_COUNT="1"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "--start-over ignored on torchrun's restart 1: resuming this run" in r.stderr
+    assert "resumed from epoch 1" in r.stderr and len(list((out / "previous").iterdir())) == 1
 
 
 def test_metrics_of_epochs_past_the_checkpoint_are_dropped_on_resume(tmp_path):
