@@ -21,7 +21,7 @@ import io
 import json
 import sys
 
-from .errors import Parser, UsageError, run_cli
+from .errors import Parser, UsageError, at_least, run_cli
 
 
 def coco_stats(gt, detections, keep_eval: bool = False):
@@ -69,8 +69,6 @@ def get_args_parser() -> Parser:
         help="with --checkpoint: write the detections scored, in the COCO results format",
     )
     parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of flag: value")
-    from .errors import at_least
-
     parser.add_argument("--batch-size", type=at_least(1), help="global batch size")
     parser.add_argument(
         "--progress", default="auto", choices=["auto", "bar", "log"], help="progress display"

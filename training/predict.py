@@ -20,7 +20,7 @@ import os
 import sys
 from collections import Counter
 
-from .errors import Parser, UsageError, in_range, run_cli
+from .errors import Parser, UsageError, at_least, in_range, run_cli
 
 # Distinct colours for classes (Tableau 10, then darker variants), by label.
 PALETTE = [
@@ -44,8 +44,6 @@ def class_colour(label: int) -> tuple[int, int, int]:
 
 
 def get_args_parser() -> Parser:
-    from .errors import at_least
-
     parser = Parser(prog="python -m training.predict", description="Draw detections on images.")
     parser.add_argument("images", nargs="+", metavar="IMAGE")
     parser.add_argument(
