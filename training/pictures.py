@@ -77,7 +77,7 @@ def _panel(title: str, series: dict[str, list[tuple[float, float]]], fmt: str) -
             d.line(xy, fill=colour, width=2)
         for px, py in xy:
             d.ellipse((px - 2, py - 2, px + 2, py + 2), fill=colour)
-        d.text((x1 - 60, y0 + 4 + 12 * k), name, fill=colour)
+        d.text((x1 - 50 * (len(series) - k), 6), name, fill=colour)  # in the header, right
     return im
 
 
