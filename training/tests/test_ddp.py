@@ -273,9 +273,13 @@ def test_bad_data_stops_every_rank_with_the_same_message(tmp_path):
     )
     r = run(torchrun_cmd(*args), timeout=90)
     assert r.returncode != 0
+    # Every rank exits 2 (a user mistake) without a traceback of its own; torchrun itself
+    # reports the failed group (its traceback is torchrun's, not the job's).
+    assert r.stderr.count("exitcode  : 2 ") == 2, r.stderr[-3000:]
+    assert "[rank0]: Traceback" not in r.stderr and "[rank1]: Traceback" not in r.stderr
     msgs = []
     for rank in (0, 1):
-        tag = f"[rank {rank}/2] ERROR "
+        tag = f"[rank {rank}/2] error: "
         start = r.stderr.index(tag) + len(tag)
         msgs.append(r.stderr[start:].split("\n", 3)[:3])
     assert msgs[0] == msgs[1]
