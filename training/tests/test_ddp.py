@@ -100,19 +100,36 @@ def test_evaluate_and_predict_clis_on_the_saved_model(two_epochs, tmp_path):
             sys.executable,
             "-m",
             "training.evaluate",
-            f"--checkpoint={out / 'checkpoint.pt'}",
+            f"--checkpoint={out / 'model_1.pt'}",
             "--device=cpu",
             "--workers=0",
+            f"--save-detections={tmp_path / 'dt.json'}",
         ]
     )
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "checkpoint before epoch 2): backbone resnet10, image size 64, 3 classes" in r.stderr
+    # No flags given: the model file says what it is and on which data it was trained.
+    assert "(model file of epoch 1): backbone resnet10, image size 64, 3 classes" in r.stderr
+    assert "from the file: --dataset, --seed, --val-size" in r.stderr
     lines = [ln for ln in r.stdout.splitlines() if "Average" in ln]
     assert len(lines) == 12 and lines[0].startswith(" Average Precision  (AP) @[ IoU=0.50:0.95")
     # The same number as the training run's last evaluation of that epoch.
     assert float(lines[0].split("=")[-1]) == pytest.approx(metrics(out)[-1]["map"], abs=1e-3)
-
+    # The detections it scored are a results file the other form of evaluate takes.
     from training.data.synthetic import SyntheticDataset
+
+    gt = SyntheticDataset(8, 64, "val").coco_gt()
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    r2 = run(
+        [
+            sys.executable,
+            "-m",
+            "training.evaluate",
+            f"--annotations={tmp_path / 'gt.json'}",
+            f"--detections={tmp_path / 'dt.json'}",
+        ]
+    )
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    assert r2.stdout.splitlines()[0] == lines[0]
 
     # Two inputs named alike in different folders, and one that is not an image.
     ds = SyntheticDataset(2, 64, "val")
