@@ -290,9 +290,11 @@ def test_bad_data_stops_every_rank_with_the_same_message(tmp_path):
     )
     r = run(torchrun_cmd(*args), timeout=90)
     assert r.returncode != 0
-    # Every rank exits 2 (a user mistake) without a traceback of its own; torchrun itself
-    # reports the failed group (its traceback is torchrun's, not the job's).
-    assert r.stderr.count("exitcode  : 2 ") == 2, r.stderr[-3000:]
+    # Every rank stops with status 2 (a user mistake) and no traceback of its own; torchrun
+    # reports the failed group (its traceback is torchrun's, not the job's). A rank that is
+    # still closing when the first has exited may be ended by torchrun's SIGTERM (-15).
+    codes = {int(c) for c in re.findall(r"exitcode\s+:\s+(-?\d+)", r.stderr)}
+    assert 2 in codes and codes <= {2, -signal.SIGTERM}, r.stderr[-3000:]
     assert "[rank0]: Traceback" not in r.stderr and "[rank1]: Traceback" not in r.stderr
     msgs = []
     for rank in (0, 1):
