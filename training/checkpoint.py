@@ -10,6 +10,7 @@ inside a tensor loads without error) is reported and the previous one is used.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -18,6 +19,8 @@ import random
 import numpy as np
 import torch
 
+from .errors import UsageError
+
 log = logging.getLogger("training")
 
 LATEST = "checkpoint.pt"
@@ -25,14 +28,38 @@ PREVIOUS = "checkpoint_prev.pt"
 REQUIRED = ("model", "optimizer", "lr_scheduler", "scaler", "epoch", "step", "config")
 
 
+class CheckpointError(UsageError):
+    """A checkpoint that cannot be used (corrupt, not ours, unreadable)."""
+
+
+# Temporary files being written now: a second Ctrl-C, which exits at once, removes them.
+_PENDING: set[str] = set()
+
+
+def remove_pending_temporaries() -> None:
+    for tmp in list(_PENDING):
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        _PENDING.discard(tmp)
+
+
 def atomic_save(obj, path: str, previous: str | None = None) -> None:
     """Write to a temporary file, sync, then rename into place (moving the old file to
-    `previous` first when given)."""
+    `previous` first when given). A failed write (disk full, permission) removes the
+    temporary file and leaves the files in place untouched."""
     tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
+    _PENDING.add(tmp)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        raise
+    finally:
+        _PENDING.discard(tmp)
     if previous and os.path.exists(path):
         os.replace(path, previous)
     os.replace(tmp, path)
@@ -75,16 +102,29 @@ def save_checkpoint(state: dict, output_dir: str) -> str:
 
 
 def load_file(path: str) -> dict:
-    """Load and sanity-check one checkpoint; raise ValueError saying what is wrong."""
+    """Load and sanity-check one checkpoint; raise CheckpointError saying what is wrong."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ValueError(f"{path} is corrupt or truncated ({type(exc).__name__}: {exc})") from None
-    if not isinstance(state, dict) or (missing := [k for k in REQUIRED if k not in state]):
-        raise ValueError(f"{path} is not a training checkpoint (missing {missing})")
+        if isinstance(exc, FileNotFoundError):
+            raise CheckpointError(f"--resume {path}: no such file") from None
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise CheckpointError(
+            f"{path} is corrupt or truncated ({type(exc).__name__}: {first})"
+        ) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(
+            f"{path} is not a training checkpoint: --resume takes a checkpoint.pt"
+        )
+    if missing := [k for k in REQUIRED if k not in state]:
+        hint = "; to start from a model file, use --weights" if "model" in state else ""
+        raise CheckpointError(
+            f"{path} is not a training checkpoint (it lacks {', '.join(missing)}): --resume "
+            f"takes a checkpoint.pt{hint}"
+        )
     saved = state.pop("digest", None)
     if saved is not None and saved != digest(state):
-        raise ValueError(f"{path} is corrupt (its contents no longer match their digest)")
+        raise CheckpointError(f"{path} is corrupt (its contents no longer match their digest)")
     return state
 
 
@@ -92,7 +132,7 @@ def load_latest(output_dir: str) -> tuple[dict, str] | None:
     """The newest readable checkpoint in output_dir and its path; None when there is none.
 
     Falls back to checkpoint_prev.pt when checkpoint.pt is unreadable (and says so); raises
-    ValueError when checkpoints exist but none can be read.
+    CheckpointError when checkpoints exist but none can be read.
     """
     paths = [os.path.join(output_dir, n) for n in (LATEST, PREVIOUS)]
     present = [p for p in paths if os.path.exists(p)]
@@ -102,15 +142,17 @@ def load_latest(output_dir: str) -> tuple[dict, str] | None:
     for path in present:
         try:
             state = load_file(path)
-        except ValueError as exc:
+        except CheckpointError as exc:
             errors.append(str(exc))
             log.warning("%s; trying the previous checkpoint", exc)
             continue
         if errors:
             log.warning("using the previous checkpoint %s (epoch %d)", path, state["epoch"])
         return state, path
-    raise ValueError(
-        "no readable checkpoint: " + "; ".join(errors) + " (move them away or pass --resume none)"
+    raise CheckpointError(
+        "no readable checkpoint: "
+        + "; ".join(errors)
+        + " (add --start-over to move them aside and train afresh)"
     )
 
 

@@ -12,7 +12,9 @@ import os
 
 import yaml
 
-from .model import BACKBONES
+from .errors import Parser, at_least, positive
+
+BACKBONES = ("resnet10", "resnet18", "resnet34", "resnet50")
 
 # Defaults for the flags whose default is None, per device type.
 DEVICE_DEFAULTS = {
@@ -43,9 +45,11 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
         "--dataset", default="synthetic", choices=["synthetic", "coco", "csv"], help="data source"
     )
     g.add_argument(
-        "--train-size", type=int, help="synthetic: training images (cpu 1600, cuda 16000)"
+        "--train-size", type=at_least(1), help="synthetic: training images (cpu 1600, cuda 16000)"
     )
-    g.add_argument("--val-size", type=int, help="synthetic: validation images (cpu 200, cuda 500)")
+    g.add_argument(
+        "--val-size", type=at_least(1), help="synthetic: validation images (cpu 200, cuda 500)"
+    )
     g.add_argument("--train-ann", help="coco: training annotation JSON")
     g.add_argument("--train-images", help="coco: folder of training images")
     g.add_argument("--val-ann", help="coco: validation annotation JSON")
@@ -53,9 +57,15 @@ def add_data_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--train-csv", help="csv: training annotations (path,x1,y1,x2,y2,class_name)")
     g.add_argument("--val-csv", help="csv: validation annotations")
     g.add_argument("--classes-csv", help="csv: classes file (class_name,id)")
-    g.add_argument("--image-size", type=int, help="longer image side in pixels (cpu 128, cuda 512)")
-    g.add_argument("--workers", type=int, help="data loader workers per process (cpu 1, cuda 6)")
-    g.add_argument("--seed", type=int, default=0, help="seed for data, initialisation, order")
+    g.add_argument(
+        "--image-size", type=at_least(32), help="longer image side in pixels (cpu 128, cuda 512)"
+    )
+    g.add_argument(
+        "--workers", type=at_least(0), help="data loader workers per process (cpu 1, cuda 6)"
+    )
+    g.add_argument(
+        "--seed", type=at_least(0), default=0, help="seed for data, initialisation, order"
+    )
 
 
 def add_model_args(parser: argparse.ArgumentParser) -> None:
@@ -87,7 +97,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m training",
         description="Train RetinaNet with DistributedDataParallel (launch with torchrun).",
         formatter_class=_HelpFormatter,
@@ -98,32 +108,45 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--resume",
         default="auto",
         metavar="auto|PATH|none",
-        help="auto: continue from OUTPUT_DIR/checkpoint.pt when it exists",
+        help="auto: continue from OUTPUT_DIR/checkpoint.pt when it exists; none: start "
+        "afresh (refused where OUTPUT_DIR holds a run, unless --start-over)",
+    )
+    parser.add_argument(
+        "--start-over",
+        action="store_true",
+        help="start afresh: move the run in OUTPUT_DIR to OUTPUT_DIR/previous/<time>/ first "
+        "(nothing is deleted)",
     )
     add_data_args(parser)
     add_model_args(parser)
     add_device_args(parser)
     g = parser.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, help="epochs to train (cpu 3, cuda 12)")
-    g.add_argument("--batch-size", type=int, help="global batch size (cpu 16, cuda 16 per GPU)")
+    g.add_argument("--epochs", type=at_least(1), help="epochs to train (cpu 3, cuda 12)")
+    g.add_argument(
+        "--batch-size", type=at_least(1), help="global batch size (cpu 16, cuda 16 per GPU)"
+    )
     g.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"], help="optimizer")
-    g.add_argument("--lr", type=float, help="peak learning rate (adamw 2e-3, sgd 0.01)")
-    g.add_argument("--momentum", type=float, default=0.9, help="sgd momentum")
-    g.add_argument("--weight-decay", type=float, default=1e-4, help="weight decay")
+    g.add_argument("--lr", type=positive(), help="peak learning rate (adamw 2e-3, sgd 0.01)")
+    g.add_argument("--momentum", type=at_least(0.0, float), default=0.9, help="sgd momentum")
+    g.add_argument("--weight-decay", type=at_least(0.0, float), default=1e-4, help="weight decay")
     g.add_argument(
         "--lr-schedule", default="cosine", choices=["cosine", "step"], help="after the warmup"
     )
     g.add_argument(
-        "--warmup-steps", type=int, help="linear warmup steps (default 5%% of all, at most 1000)"
+        "--warmup-steps",
+        type=at_least(0),
+        help="linear warmup steps (default 5%% of all, at most 1000)",
     )
     g.add_argument(
         "--lr-steps",
-        type=int,
+        type=at_least(0),
         nargs="+",
         help="step schedule: epochs where the rate drops (default 2/3 and 8/9 of --epochs)",
     )
-    g.add_argument("--lr-gamma", type=float, default=0.1, help="step schedule: drop factor")
-    g.add_argument("--clip-grad", type=float, default=0.0, help="max gradient norm (0: off)")
+    g.add_argument("--lr-gamma", type=positive(), default=0.1, help="step schedule: drop factor")
+    g.add_argument(
+        "--clip-grad", type=at_least(0.0, float), default=0.0, help="max gradient norm (0: off)"
+    )
     g.add_argument(
         "--amp",
         action=argparse.BooleanOptionalAction,
@@ -150,13 +173,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--max-nonfinite",
-        type=int,
+        type=at_least(1),
         default=5,
         help="stop after this many consecutive steps with a non-finite loss",
     )
     g = parser.add_argument_group("evaluation and logging")
     g.add_argument(
-        "--eval-every", type=int, default=1, help="COCO mAP every N epochs (0: last only)"
+        "--eval-every", type=at_least(0), default=1, help="COCO mAP every N epochs (0: last only)"
     )
     g.add_argument(
         "--progress",
@@ -165,7 +188,10 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="rank 0 progress: a tqdm bar, log lines, or auto (bar on a terminal)",
     )
     g.add_argument(
-        "--log-every", type=int, default=20, help="steps between log lines and TensorBoard points"
+        "--log-every",
+        type=at_least(1),
+        default=20,
+        help="steps between log lines and TensorBoard points",
     )
     return parser
 
@@ -183,8 +209,10 @@ def _config_defaults(path: str, parser: argparse.ArgumentParser) -> dict:
     for key, value in data.items():
         dest = str(key).replace("-", "_")
         action = actions.get(dest)
-        if action is None or dest in ("help", "config"):
-            parser.error(f"--config {path}: unknown key {key!r}")
+        if action is None or dest in ("help", "config", "debug"):
+            near = parser.nearest(f"--{str(key).replace('_', '-')}")
+            hint = f" (did you mean {near[2:]}?)" if near else ""
+            parser.error(f"--config {path}: unknown key {key!r}{hint}")
         flag = action.option_strings[0]
         if isinstance(action, argparse._StoreTrueAction | argparse.BooleanOptionalAction):
             if not isinstance(value, bool):
@@ -194,7 +222,9 @@ def _config_defaults(path: str, parser: argparse.ArgumentParser) -> dict:
             if action.nargs is None and isinstance(value, list):
                 parser.error(f"--config {path}: {key} takes one value, got a list")
             try:
-                values = [action.type(v) if action.type else v for v in values]
+                values = [action.type(str(v)) if action.type else v for v in values]
+            except argparse.ArgumentTypeError as exc:
+                parser.error(f"--config {path}: {key}: {exc} ({flag})")
             except (TypeError, ValueError):
                 parser.error(f"--config {path}: {key}: invalid value {value!r} for {flag}")
             if action.choices and any(v not in action.choices for v in values):

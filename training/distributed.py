@@ -18,6 +18,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from .errors import UsageError
+
 log = logging.getLogger("training")
 
 
@@ -76,9 +78,12 @@ def init_distributed(device: str | None = None, backend: str | None = None) -> D
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
         if not torch.cuda.is_available():
-            raise SystemExit("--device cuda: no CUDA GPU is visible to this process")
+            raise UsageError(
+                "--device cuda: no CUDA GPU is visible to this process (use --device cpu, or "
+                "check nvidia-smi and CUDA_VISIBLE_DEVICES)"
+            )
         if local_rank >= torch.cuda.device_count():
-            raise SystemExit(
+            raise UsageError(
                 f"LOCAL_RANK {local_rank}: this node has {torch.cuda.device_count()} visible "
                 "GPU(s); start at most that many processes per node (--nproc-per-node)"
             )
@@ -142,16 +147,18 @@ def broadcast(obj: Any) -> Any:
 def on_rank0(fn: Callable[[], Any]) -> Any:
     """Run `fn` on rank 0 only and return its result on every rank.
 
-    If `fn` raises, every rank raises SharedError with rank 0's message, so no rank waits in
-    a later collective for a peer that has gone.
+    If `fn` raises, every rank raises with rank 0's message (UsageError for a user mistake,
+    SharedError otherwise), so no rank waits in a later collective for a peer that has gone.
     """
-    result, error = None, None
+    result, error, usage = None, None, False
     if dist.get_rank() == 0:
         try:
             result = fn()
+        except UsageError as exc:
+            error, usage = str(exc), True
         except Exception as exc:  # shared with every rank below
             error = f"{type(exc).__name__}: {exc}" if not isinstance(exc, SharedError) else str(exc)
-    result, error = broadcast((result, error))
+    result, error, usage = broadcast((result, error, usage))
     if error is not None:
-        raise SharedError(error)
+        raise UsageError(error) if usage else SharedError(error)
     return result

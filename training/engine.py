@@ -15,6 +15,7 @@ import contextlib
 import logging
 import math
 import os
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,15 +35,44 @@ class NonFiniteLoss(RuntimeError):
 
 
 class StopFlag:
-    """Set by the SIGTERM handler; read once per step and shared by all-reduce."""
+    """Set by the SIGTERM and SIGINT handlers; read once per step and shared by all-reduce.
 
-    def __init__(self):
+    SIGINT (Ctrl-C) once is handled like SIGTERM: finish the step, checkpoint, exit (130). A
+    second Ctrl-C exits at once (the last checkpoint written is kept). A repeat that arrives
+    within `REPEAT_S` of the first is the same request: the terminal sends Ctrl-C to every
+    process of the group and torchrun forwards the one it received to its workers too.
+    """
+
+    REPEAT_S = 1.0
+
+    def __init__(self, clock=time.monotonic):
         self.requested = False
+        self.signal: str | None = None
+        self._first = 0.0
+        self._clock = clock
+
+    def install(self) -> StopFlag:
+        signal.signal(signal.SIGTERM, self)
+        signal.signal(signal.SIGINT, self)
+        return self
 
     def __call__(self, signum, _frame):
+        name = signal.Signals(signum).name
+        now = self._clock()
         if not self.requested:
-            log.warning("SIGTERM: finishing this step, then writing a checkpoint and exiting")
-        self.requested = True
+            self.requested, self.signal, self._first = True, name, now
+            log.warning("%s: finishing this step, then writing a checkpoint and exiting", name)
+            return
+        if signum == signal.SIGINT and now - self._first > self.REPEAT_S:
+            from .checkpoint import remove_pending_temporaries
+
+            remove_pending_temporaries()
+            log.warning("second Ctrl-C: exiting now; the last checkpoint written is kept")
+            os._exit(130)
+
+    @property
+    def exit_status(self) -> int:
+        return 130 if self.signal == "SIGINT" else 0
 
 
 @dataclass
@@ -207,18 +237,31 @@ def train_one_epoch(ctx: TrainContext, loader, epoch: int, start_step: int, step
 
 
 @torch.inference_mode()
-def predict_shard(model, loader, device, stop: StopFlag | None = None):
+def predict_shard(model, loader, device, stop: StopFlag | None = None, progress: str = "auto"):
     """This rank's detections, boxes in original image coordinates (x, y, w, h).
 
     Returns None on every rank when some rank was asked to stop (checked once per batch).
+    Rank 0 shows progress: a bar on a terminal, else a log line every tenth of the pass
+    with the time left.
     """
     model.eval()
     results = []
-    for images, targets in loader:
+    total = len(loader)
+    show = dist.get_rank() == 0 and total > 0
+    bar = (
+        tqdm(total=total, desc="evaluate", dynamic_ncols=True)
+        if show and _show_bar(progress)
+        else None
+    )
+    every = max(1, total // 10)
+    tic = time.perf_counter()
+    for n, (images, targets) in enumerate(loader, 1):
         if stop is not None:
             flag = torch.tensor([float(stop.requested)], device=device)
             dist.all_reduce(flag)
             if flag.item():
+                if bar is not None:
+                    bar.close()
                 return None
         outputs = model([img.to(device) for img in images])
         for out, t in zip(outputs, targets, strict=True):
@@ -233,17 +276,34 @@ def predict_shard(model, loader, device, stop: StopFlag | None = None):
                     out["labels"].cpu().numpy(),
                 )
             )
+        if bar is not None:
+            bar.update()
+        elif show and (n % every == 0 or n == total):
+            spent = time.perf_counter() - tic
+            log.info(
+                "evaluate batch %d/%d, %.1f s, about %.0f s left",
+                n,
+                total,
+                spent,
+                spent / n * (total - n),
+            )
+    if bar is not None:
+        bar.close()
     return results
 
 
-def evaluate(model, loader, device, dataset, stop: StopFlag | None = None):
+def evaluate(
+    model, loader, device, dataset, stop: StopFlag | None = None, progress="auto", out=None
+):
     """COCO mAP on the validation split. Every rank predicts its shard; rank 0 gathers the
     detections, drops the duplicates that the sampler's padding produced, and scores them.
 
-    Returns the twelve COCO numbers on rank 0, [] on other ranks, None if interrupted.
+    Returns the twelve COCO numbers on rank 0, [] on other ranks, None if interrupted. When
+    `out` is a dict, rank 0 also puts there the "detections" (COCO results format) and the
+    "coco_eval" (pycocotools' COCOeval, with its precision-recall table).
     """
     was_training = model.training
-    results = predict_shard(model, loader, device, stop)
+    results = predict_shard(model, loader, device, stop, progress)
     model.train(was_training)
     if results is None:
         return None
@@ -265,4 +325,8 @@ def evaluate(model, loader, device, dataset, stop: StopFlag | None = None):
                     "score": score,
                 }
             )
-    return coco_stats(dataset.coco_gt(), detections)
+    if out is None:
+        return coco_stats(dataset.coco_gt(), detections)
+    out["detections"] = detections
+    stats, out["coco_eval"] = coco_stats(dataset.coco_gt(), detections, keep_eval=True)
+    return stats

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from functools import partial
 
 import torch
@@ -26,9 +27,10 @@ from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
-log = logging.getLogger("training")
+from .config import BACKBONES
+from .errors import UsageError
 
-BACKBONES = ("resnet10", "resnet18", "resnet34", "resnet50")
+log = logging.getLogger("training")
 
 
 class BackboneFPN(nn.Module):
@@ -113,13 +115,15 @@ def load_weights(model: RetinaNet, path: str) -> None:
     Tensors whose name or shape does not match (a head for another number of classes) are
     skipped and counted in the log.
     """
-    state, _, _ = read_saved(path)
+    state = read_saved(path, "--weights").state
     if not any(k.startswith(("backbone.", "head.")) for k in state):
         state = {f"backbone.body.{k}": v for k, v in state.items()}  # a ResNet's state_dict
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if not usable:
-        raise ValueError(f"{path}: no tensor matches this model ({len(state)} tensors in file)")
+        raise UsageError(
+            f"--weights {path}: no tensor matches this model ({len(state)} tensors in the file)"
+        )
     model.load_state_dict(usable, strict=False)
     log.info(
         "weights from %s: %d tensors loaded, %d of the model's left as initialised, "
@@ -147,12 +151,95 @@ def infer_architecture(state_dict: dict) -> tuple[str, int]:
     return backbone, logits // anchors
 
 
-def read_saved(path: str) -> tuple[dict, dict, list[str] | None]:
-    """(state_dict, training config, class names) of a checkpoint.pt or a bare model_N.pt
-    (whose config is empty and class names None)."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    config, names = {}, None
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        config, names = state.get("config", {}), state.get("class_names")
-        state = state["model"]
-    return strip_prefixes(state), config, names
+# model_N.pt and model_best.pt: a plain dict, loadable with torch.load(weights_only=True).
+MODEL_FORMAT = "ddp-cluster/retinanet-model/1"
+
+
+def model_file(model: RetinaNet, args, class_names: list[str], epoch: int, metrics: dict) -> dict:
+    """What model_N.pt holds: the state_dict under "model" and what predict/evaluate need."""
+    return {
+        "format": MODEL_FORMAT,
+        "model": model.state_dict(),
+        "backbone": args.backbone,
+        "image_size": args.image_size,
+        "frozen_bn": bool(args.frozen_bn),
+        "class_names": list(class_names),
+        "num_classes": len(class_names),
+        "epoch": epoch,
+        "metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float | None)},
+        "config": dict(vars(args)),
+    }
+
+
+@dataclass
+class Saved:
+    """A model read from a checkpoint.pt, a model_N.pt, or a bare state_dict."""
+
+    state: dict
+    config: dict = field(default_factory=dict)
+    class_names: list[str] | None = None
+    image_size: int | None = None
+    backbone: str | None = None
+    kind: str = "state_dict"  # "model file", "checkpoint" or "state_dict"
+    epoch: int | None = None  # a model file's epoch; a checkpoint's next epoch
+
+    def describe(self) -> str:
+        if self.kind == "model file":
+            return f"model file of epoch {self.epoch}"
+        if self.kind == "checkpoint":
+            return f"checkpoint before epoch {self.epoch}"
+        return "bare state_dict (no metadata)"
+
+
+def read_saved(path: str, flag: str = "--checkpoint") -> Saved:
+    """Read a checkpoint.pt, a model_N.pt or a bare state_dict; UsageError if it is none."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise UsageError(f"{flag} {path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{flag} {path} is a folder: give a model_N.pt or checkpoint.pt") from None
+    except Exception as exc:  # pickle, zip and unpickler errors all mean "not our file"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(
+            f"{flag} {path} is not a model file torch can read ({first[:120]}): give a "
+            "model_N.pt, model_best.pt or checkpoint.pt written by python -m training"
+        ) from None
+    if not isinstance(obj, dict):
+        raise UsageError(f"{flag} {path} holds a {type(obj).__name__}, not a model's state")
+    if isinstance(obj.get("model"), dict):
+        config = obj.get("config") or {}
+        saved = Saved(
+            strip_prefixes(obj["model"]),
+            config,
+            obj.get("class_names"),
+            obj.get("image_size") or config.get("image_size"),
+            obj.get("backbone") or config.get("backbone"),
+            "model file" if obj.get("format") == MODEL_FORMAT else "checkpoint",
+            obj.get("epoch"),
+        )
+    else:
+        saved = Saved(strip_prefixes(obj))
+    if not all(isinstance(v, torch.Tensor) for v in saved.state.values()):
+        raise UsageError(f"{flag} {path} does not hold a model's state_dict")
+    return saved
+
+
+def architecture(saved: Saved, path: str, flag: str = "--checkpoint") -> tuple[str, int]:
+    """(backbone, num_classes) of a saved RetinaNet; UsageError for another kind of model."""
+    try:
+        backbone, num_classes = infer_architecture(saved.state)
+    except KeyError:
+        raise UsageError(
+            f"{flag} {path} is not one of this project's RetinaNet models (no detection head)"
+        ) from None
+    return saved.backbone or backbone, num_classes
+
+
+def load_into(model: RetinaNet, saved: Saved, path: str, flag: str = "--checkpoint") -> None:
+    try:
+        model.load_state_dict(saved.state)
+    except RuntimeError as exc:
+        raise UsageError(
+            f"{flag} {path} does not fit the model built for it: {str(exc).splitlines()[0]}"
+        ) from None

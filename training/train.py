@@ -24,9 +24,10 @@ DistributedSampler with shuffling and per-process batch = global batch / world s
 (4) `sampler.set_epoch(epoch)` at the start of every epoch; (5) rank 0 alone writes
 `model_{epoch}.pt` and `checkpoint.pt`; (6) the launch lines above.
 
-On SIGTERM (systemctl stop, torchrun) the job finishes its step, writes checkpoint.pt and
-exits 0; the next launch resumes from there (`--resume auto`). Exit status 1 means training
-stopped on non-finite losses, 2 bad data or flags.
+On SIGTERM (systemctl stop, torchrun) or a first Ctrl-C the job finishes its step, writes
+checkpoint.pt and exits 0 (130 after Ctrl-C); the next launch resumes from there (`--resume
+auto`). Exit status 1 means training failed (non-finite losses, a crash), 2 a user mistake
+(flags, files, data, checkpoints, environment; one `error:` line, see errors.py).
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ import json
 import logging
 import math
 import os
-import signal
 import time
 
 import torch
@@ -44,6 +44,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import checkpoint as ckpt
 from . import distributed as du
+from . import pictures, run_dir
 from .config import get_args_parser, parse_args, resolve_defaults
 from .data import DataError, build_dataset, check_data, train_loader, val_loader
 from .engine import (
@@ -55,7 +56,8 @@ from .engine import (
     injected_nonfinite,
     train_one_epoch,
 )
-from .model import build_model, load_weights
+from .errors import UsageError, run_cli
+from .model import build_model, load_weights, model_file
 
 log = logging.getLogger("training")
 
@@ -119,13 +121,14 @@ def amp_dtype(args, device: torch.device) -> torch.dtype | None:
 
 
 def main(args) -> int:
-    """Run the job; returns the exit status (0 also after a SIGTERM checkpoint)."""
+    """Run the job; returns the exit status (0 also after a SIGTERM checkpoint, 130 after a
+    Ctrl-C one). User mistakes raise UsageError (exit 2, the same message on every rank)."""
     info = du.init_distributed(args.device, args.dist_backend)
     try:
         return _train(args, info)
-    except (DataError, du.SharedError) as exc:
-        log.error("%s", exc)  # the same message on every rank
-        return 2
+    except du.SharedError as exc:
+        log.error("%s", exc)  # rank 0 failed where it works alone; the same on every rank
+        return 1
     except NonFiniteLoss as exc:
         log.error("%s", exc)
         return 1
@@ -133,16 +136,41 @@ def main(args) -> int:
         du.cleanup()
 
 
+def _prepare_output_dir(args) -> tuple[dict, str] | None:
+    """Rank 0, before any data is read: the folder, one run per folder, the checkpoint."""
+    run_dir.check_output_dir(args.output_dir)
+    if args.weights and not os.path.isfile(args.weights):
+        raise UsageError(f"--weights {args.weights}: no such file")
+    restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+    if args.start_over and restart > 0:
+        # torchrun restarted the group: this run's own files are in the folder now
+        log.info("--start-over ignored on torchrun's restart %d: resuming this run", restart)
+        args.start_over, args.resume = False, "auto"
+    if args.start_over:
+        run_dir.move_run_aside(args.output_dir)
+        args.resume = "none"
+    run_dir.refuse_second_run(args)
+    if os.path.isdir(args.output_dir):
+        run_dir.remove_stale_temporaries(args.output_dir)
+    loaded = _load_resume_state(args)
+    if loaded is not None:
+        run_dir.check_resume(loaded[0]["config"], args, loaded[1])
+    return loaded
+
+
 def _train(args, info: du.DistInfo) -> int:
     resolve_defaults(args, info.device.type, info.world_size)
-    stop = StopFlag()
-    signal.signal(signal.SIGTERM, stop)
+    stop = StopFlag().install()
     torch.manual_seed(args.seed)
+    # The output folder and the checkpoint first: a mistake there is found in a second.
+    loaded = du.on_rank0(lambda: _prepare_output_dir(args))
 
     train_set, val_set = build_dataset(args, "train"), build_dataset(args, "val")
     check_data(train_set, val_set)  # raises the same DataError on every rank
     if train_set.class_names != val_set.class_names:
         raise DataError("training and validation data list different classes")
+    if loaded is not None:
+        run_dir.check_resume_classes(loaded[0].get("class_names"), train_set.class_names, loaded[1])
     for ds in (train_set, val_set):
         if hasattr(ds, "describe"):
             log.info("%s", ds.describe())
@@ -161,7 +189,6 @@ def _train(args, info: du.DistInfo) -> int:
         per_rank,
     )
 
-    loaded = du.on_rank0(lambda: _load_resume_state(args))
     model = build_model(args.backbone, train_set.num_classes, args.image_size, args.frozen_bn)
     if loaded is None and args.weights:
         # Rank 0 reads the file; DDP copies rank 0's parameters to every rank when it wraps.
@@ -184,19 +211,20 @@ def _train(args, info: du.DistInfo) -> int:
     dtype = amp_dtype(args, info.device)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
 
-    start_epoch, start_step, global_step = 0, 0, 0
+    start_epoch, start_step, global_step, elapsed = 0, 0, 0, 0.0
+    saved_at: dict = {}  # the checkpoint on disk: named when a later save fails
     stats, best = EpochStats(), {"map": -1.0, "map50": -1.0, "epoch": -1}
     if loaded is not None:
         state, path = loaded
         try:
             model_without_ddp.load_state_dict(state["model"])
-        except RuntimeError as exc:  # the same on every rank: they all load the same state
-            raise du.SharedError(
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:  # the same on every rank
+            raise UsageError(
                 f"{path} does not fit this model (--backbone {args.backbone}, "
-                f"{train_set.num_classes} classes); pass --resume none or another "
-                f"--output-dir: {str(exc).splitlines()[0]}"
+                f"{train_set.num_classes} classes, --optimizer {args.optimizer}): "
+                f"{str(exc).splitlines()[0]}; use its flags, or --start-over"
             ) from None
-        optimizer.load_state_dict(state["optimizer"])
         lr_scheduler.load_state_dict(state["lr_scheduler"])
         scaler.load_state_dict(state["scaler"])
         start_epoch, global_step = state["epoch"], state["global_step"]
@@ -205,6 +233,7 @@ def _train(args, info: du.DistInfo) -> int:
         start_step = min(start_step, steps_per_epoch)
         stats = EpochStats(**state["epoch_stats"])
         best = state["best"]
+        elapsed = float(state.get("elapsed_s", 0.0))
         if len(state.get("rng", [])) == info.world_size:
             ckpt.set_rng_state(state["rng"][info.rank])
         log.info(
@@ -214,10 +243,13 @@ def _train(args, info: du.DistInfo) -> int:
             steps_per_epoch,
             path,
         )
+        saved_at.update(epoch=start_epoch, step=state["step"])
+        del state, loaded  # the model and optimizer hold their own copies now
 
     writer = None
     if info.is_main:
         os.makedirs(args.output_dir, exist_ok=True)
+        run_dir.truncate_metrics(args.output_dir, start_epoch)
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(os.path.join(args.output_dir, "tensorboard"), purge_step=global_step)
@@ -234,76 +266,117 @@ def _train(args, info: du.DistInfo) -> int:
         global_step,
         inject=injected_nonfinite(info.rank),
     )
+    t_start = time.time() - elapsed  # elapsed_s continues across a resume
 
-    def save(epoch: int, step: int) -> None:
+    def save(epoch: int, step: int, model_files: dict | None = None) -> None:
+        """Every rank: gather the RNG states; rank 0 writes; a failed write stops all ranks."""
         rng = du.all_gather(ckpt.rng_state())
-        if not info.is_main:
-            return
-        state = {
-            "model": model_without_ddp.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "lr_scheduler": lr_scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "epoch": epoch,
-            "step": step,
-            "global_step": ctx.global_step,
-            "epoch_stats": stats.as_dict(),
-            "best": dict(best),
-            "rng": rng,
-            "config": dict(vars(args)),
-            "class_names": list(train_set.class_names),
-            "world_size": info.world_size,
-        }
-        path = ckpt.save_checkpoint(state, args.output_dir)
-        log.info("saved %s (epoch %d, step %d)", path, epoch, step)
 
-    t_start = time.time()
+        def write():
+            for name, payload in (model_files or {}).items():
+                target = os.path.join(args.output_dir, name)
+                try:
+                    ckpt.atomic_save(payload, target)
+                except OSError as exc:
+                    raise UsageError(_save_failed(target, exc, saved_at)) from None
+            state = {
+                "model": model_without_ddp.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "lr_scheduler": lr_scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "epoch": epoch,
+                "step": step,
+                "global_step": ctx.global_step,
+                "epoch_stats": stats.as_dict(),
+                "best": dict(best),
+                "rng": rng,
+                "config": dict(vars(args)),
+                "class_names": list(train_set.class_names),
+                "world_size": info.world_size,
+                "elapsed_s": time.time() - t_start,
+            }
+            try:
+                path = ckpt.save_checkpoint(state, args.output_dir)
+            except OSError as exc:
+                target = os.path.join(args.output_dir, ckpt.LATEST)
+                raise UsageError(_save_failed(target, exc, saved_at)) from None
+            log.info("saved %s (epoch %d, step %d)", path, epoch, step)
+
+        du.on_rank0(write)
+        saved_at.update(epoch=epoch, step=step)
+
+    def stopped_line(where: str) -> int:
+        log.info("stopped by %s %s; checkpoint written, exiting", stop.signal, where)
+        return stop.exit_status
+
     for epoch in range(start_epoch, args.epochs):
         sampler.set_epoch(epoch, start=start_step * per_rank)  # seed step 4
         step, stopped = train_one_epoch(ctx, loader, epoch, start_step, steps_per_epoch, stats)
         if stopped:
             save(epoch, step)
-            log.info("stopped by SIGTERM at epoch %d step %d; exiting", epoch, step)
-            return 0
+            return stopped_line(f"at epoch {epoch} step {step}")
         stats_map = None
         if (args.eval_every and (epoch + 1) % args.eval_every == 0) or epoch == args.epochs - 1:
-            stats_map = evaluate(model_without_ddp, val, info.device, val_set, stop)
-            if stats_map is None:  # SIGTERM during evaluation: evaluate again on resume
+            eval_out: dict = {}
+            stats_map = evaluate(
+                model_without_ddp, val, info.device, val_set, stop, args.progress, eval_out
+            )
+            if stats_map is None:  # stopped during evaluation: evaluate again on resume
                 save(epoch, steps_per_epoch)
-                log.info("stopped by SIGTERM while evaluating epoch %d; exiting", epoch)
-                return 0
+                return stopped_line(f"while evaluating epoch {epoch}")
+            if info.is_main:
+                pictures.log_evaluation(writer, args.output_dir, val_set, eval_out, epoch)
         summary = stats.summary()
-        if info.is_main and stats_map:
-            if stats_map[0] > best["map"]:
-                best = {"map": stats_map[0], "map50": stats_map[1], "epoch": epoch}
+        improved = bool(info.is_main and stats_map and stats_map[0] > best["map"])
+        if improved:
+            best = {"map": stats_map[0], "map50": stats_map[1], "epoch": epoch}
         stats = EpochStats()
         start_step = 0
+        files = {}
         if info.is_main:  # seed step 5: rank 0 alone writes, the unwrapped model's state_dict
-            ckpt.atomic_save(
-                model_without_ddp.state_dict(), os.path.join(args.output_dir, f"model_{epoch}.pt")
-            )
-        save(epoch + 1, 0)
-        if info.is_main:
-            _record_epoch(args, writer, epoch, summary, stats_map, optimizer, t_start)
+            record = _record_epoch(args, writer, epoch, summary, stats_map, optimizer, t_start)
+            try:
+                pictures.write_curves(args.output_dir)
+            except (OSError, ValueError) as exc:  # a convenience: never stop a run for it
+                log.warning("could not draw curves.png: %s", exc)
+            payload = model_file(model_without_ddp, args, train_set.class_names, epoch, record)
+            files = {f"model_{epoch}.pt": payload}
+            if improved:
+                files["model_best.pt"] = payload
+        save(epoch + 1, 0, files)
 
     if info.is_main:
         if writer is not None:
             writer.close()
         if best["epoch"] >= 0:
             log.info(
-                "done: %d epochs; best mAP %.3f (mAP@0.5 %.3f) at epoch %d: %s",
+                "done: %d epochs; best mAP %.3f (mAP@0.5 %.3f) at epoch %d: %s (also %s)",
                 args.epochs,
                 best["map"],
                 best["map50"],
                 best["epoch"],
                 os.path.join(args.output_dir, f"model_{best['epoch']}.pt"),
+                os.path.join(args.output_dir, "model_best.pt"),
             )
         else:
             log.info("done: %d epochs; no evaluation ran", args.epochs)
     return 0
 
 
-def _record_epoch(args, writer, epoch, summary, stats_map, optimizer, t_start) -> None:
+def _save_failed(target: str, exc: OSError, saved_at: dict) -> str:
+    kept = (
+        f"the checkpoint of epoch {saved_at['epoch']}, step {saved_at['step']} is kept"
+        if saved_at
+        else "no earlier checkpoint exists"
+    )
+    return (
+        f"could not write {target}: {run_dir.describe_os_error(exc)}; its temporary file was "
+        f"removed and {kept}: free space or fix the folder's permissions, then relaunch "
+        "(--resume auto continues from there)"
+    )
+
+
+def _record_epoch(args, writer, epoch, summary, stats_map, optimizer, t_start) -> dict:
     """One line of metrics.jsonl, TensorBoard scalars and a log line for the epoch."""
     record = {"epoch": epoch, **summary, "map": None, "map50": None}
     if stats_map:
@@ -324,6 +397,7 @@ def _record_epoch(args, writer, epoch, summary, stats_map, optimizer, t_start) -
         record["img_per_s"],
         f", {record['skipped_steps']} steps skipped" if record["skipped_steps"] else "",
     )
+    return record
 
 
 def _load_resume_state(args):
@@ -339,4 +413,5 @@ def _load_resume_state(args):
 
 
 def cli(argv=None) -> int:
-    return main(parse_args(get_args_parser(), argv))
+    """`python -m training` under the error contract of training/errors.py."""
+    return run_cli(lambda a: main(parse_args(get_args_parser(), a)), argv)

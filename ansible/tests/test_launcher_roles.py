@@ -92,7 +92,7 @@ def test_launch_and_stop_pass_syntax_check(playbook):
 # --- the torchrun arguments of each node ---------------------------------------------------------
 
 
-def _render_units(tmp_path: Path, hosts: dict, **group_vars) -> dict[str, str]:
+def _render_units(tmp_path: Path, hosts: dict, expect_failure=False, **group_vars):
     play = [
         {
             "name": "Render the unit of every host",
@@ -134,6 +134,9 @@ def _render_units(tmp_path: Path, hosts: dict, **group_vars) -> dict[str, str]:
         }
     }
     proc = _playbook(tmp_path, play, inventory)
+    if expect_failure:
+        assert proc.returncode != 0, proc.stdout
+        return proc.stdout + proc.stderr
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return {name: (tmp_path / f"{name}.service").read_text() for name in hosts}
 
@@ -178,6 +181,7 @@ def test_three_nodes_meet_at_the_first_hosts_rendezvous(tmp_path):
             "/var/lib/ddp-train/jobs/coco-r50",
         ]
         assert "User=ddp\n" in unit and "Restart=on-failure\n" in unit
+        assert "RestartPreventExitStatus=2\n" in unit  # a user mistake is not retried
         assert "KillSignal=SIGTERM\n" in unit and "TimeoutStopSec=120\n" in unit
         assert "ReadWritePaths=/var/lib/ddp-train/jobs/coco-r50\n" in unit
         # NCCL may use InfiniBand: the verbs devices and unlimited locked memory.
@@ -209,6 +213,42 @@ def test_one_node_runs_standalone_on_the_cpu_without_infiniband(tmp_path):
     assert not [a for a in args if a.startswith("--rdzv")]
     assert "infiniband" not in units["solo"] and "LimitMEMLOCK" not in units["solo"]
     assert "After=network-online.target nvidia-persistenced.service\n" in units["solo"]
+
+
+# --- the training flags, checked on the controller ------------------------------------------------
+
+
+def test_the_roles_flag_list_is_the_training_clis():
+    from training.config import get_args_parser
+
+    cli = {
+        a.option_strings[0][2:]
+        for a in get_args_parser()._actions
+        if a.option_strings and a.option_strings[0].startswith("--") and a.dest != "help"
+    }
+    listed = _yaml(ROLES / "torchrun_service" / "vars" / "main.yml")[
+        "_torchrun_service_train_flags"
+    ]
+    assert sorted(listed) == sorted(cli)
+
+
+def test_a_typo_in_the_training_flags_fails_the_play_naming_the_nearest_flag(tmp_path):
+    out = _render_units(
+        tmp_path,
+        {"gpu-1": {}, "gpu-2": {}},
+        expect_failure=True,
+        torchrun_service_train_args={"epoch": 3, "batch_size": 8, "output-dir": "/x"},
+    )
+    assert "'epoch' is not a flag of python -m training (did you mean 'epochs'?)" in out
+    assert "'output-dir': the unit sets it: use torchrun_service_output_dir" in out
+    assert "batch_size" not in out  # underscores are accepted, as the job does
+    assert not list(tmp_path.glob("*.service"))  # nothing rendered: checked first, once
+
+
+def test_valid_training_flags_pass_with_dashes_or_underscores(tmp_path):
+    args = {"epochs": 2, "batch_size": 8, "image-size": 64, "amp": True, "lr-steps": [1]}
+    units = _render_units(tmp_path, {"solo": {}}, torchrun_service_train_args=args)
+    assert "--config /etc/ddp-train/train.yaml" in " ".join(_exec_start(units["solo"]))
 
 
 # --- the project's wheel and the venv probe ------------------------------------------------------
@@ -287,7 +327,7 @@ def test_the_probe_reports_torch_requirements_and_the_installed_wheel(tmp_path):
 # --- the torchrun wrapper ------------------------------------------------------------------------
 
 
-def _wrapper(tmp_path: Path, worker_body: str) -> subprocess.Popen:
+def _wrapper(tmp_path: Path, worker_body: str, max_restarts: int = 0) -> subprocess.Popen:
     worker = tmp_path / "worker.py"
     worker.write_text(textwrap.dedent(worker_body))
     return subprocess.Popen(
@@ -297,7 +337,8 @@ def _wrapper(tmp_path: Path, worker_body: str) -> subprocess.Popen:
             "--standalone",
             "--nnodes=1",
             "--nproc-per-node=1",
-            "--max-restarts=0",
+            f"--max-restarts={max_restarts}",
+            "--monitor-interval=0.2",
             str(worker),
         ],
         cwd=tmp_path,
@@ -331,6 +372,42 @@ def test_a_stopped_job_ends_by_sigterm_which_systemd_counts_as_clean(tmp_path):
     assert proc.returncode == -signal.SIGTERM, out
     assert (tmp_path / "checkpointed").exists(), out
     assert "torchrun stopped by SIGTERM" in out
+
+
+@pytest.mark.slow
+def test_a_user_mistake_exit_2_is_not_restarted_and_the_wrapper_exits_2(tmp_path):
+    proc = _wrapper(
+        tmp_path,
+        """
+        import pathlib, sys
+        with open("starts", "a") as f:
+            f.write("start\\n")
+        print("error: --batch-size: must be at least 1", file=sys.stderr)
+        sys.exit(2)
+        """,
+        max_restarts=3,
+    )
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2, out
+    assert (tmp_path / "starts").read_text().count("start") == 1, out  # no torchrun restart
+    assert "not restarting them (3 restarts left unused)" in out
+
+
+@pytest.mark.slow
+def test_a_crash_is_still_restarted_by_torchrun(tmp_path):
+    proc = _wrapper(
+        tmp_path,
+        """
+        import pathlib, sys
+        with open("starts", "a") as f:
+            f.write("start\\n")
+        sys.exit(1 if len(pathlib.Path("starts").read_text().split()) < 2 else 0)
+        """,
+        max_restarts=1,
+    )
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out
+    assert (tmp_path / "starts").read_text().count("start") == 2, out
 
 
 @pytest.mark.slow

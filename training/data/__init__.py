@@ -69,10 +69,12 @@ def check_data(*datasets: DetectionDataset) -> None:
             raise DataError(f"{ds.name} dataset has no images")
 
 
-def _ignore_sigterm(_worker_id: int) -> None:
-    # `systemctl stop` signals the whole control group. Loader workers ignore SIGTERM so that
-    # the main process can finish its step and checkpoint; it shuts them down itself.
+def _ignore_stop_signals(_worker_id: int) -> None:
+    # `systemctl stop` signals the whole control group, Ctrl-C the whole process group. Loader
+    # workers ignore SIGTERM and SIGINT so that the main process can finish its step and
+    # checkpoint; it shuts them down itself.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class EpochSampler(DistributedSampler):
@@ -104,7 +106,7 @@ def _loader_kwargs(args, device) -> dict:
         "num_workers": workers,
         "collate_fn": collate,
         "pin_memory": device.type == "cuda",
-        "worker_init_fn": _ignore_sigterm if workers > 0 else None,
+        "worker_init_fn": _ignore_stop_signals if workers > 0 else None,
         "persistent_workers": False,
     }
 
@@ -112,9 +114,9 @@ def _loader_kwargs(args, device) -> dict:
 def train_loader(dataset, args, info) -> tuple[DataLoader, EpochSampler, int]:
     """Seed step 2: DistributedSampler(shuffle=True) and per-process batch = global / world."""
     if args.batch_size % info.world_size:
-        raise SystemExit(
+        raise DataError(
             f"--batch-size {args.batch_size} (global) is not divisible by the "
-            f"{info.world_size} processes"
+            f"{info.world_size} processes: use a multiple of {info.world_size}"
         )
     per_rank = args.batch_size // info.world_size
     sampler = EpochSampler(dataset, seed=args.seed)

@@ -10,6 +10,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from ..errors import UsageError
+
 
 @dataclass(frozen=True, order=True)
 class Issue:
@@ -24,8 +26,8 @@ class Issue:
         return f"{where}: {self.message}"
 
 
-class DataError(Exception):
-    """Bad input data, found before training starts."""
+class DataError(UsageError):
+    """Bad input data, found before training starts (a user mistake: exit status 2)."""
 
     @classmethod
     def from_issues(cls, issues: list[Issue], limit: int = 20) -> DataError:

@@ -1,4 +1,4 @@
-"""Test helpers: real torchrun launches with timeouts, the shared datasets, a gloo group."""
+"""Test helpers: real torchrun launches with timeouts, the test data, a gloo group."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import pytest
 import torch.distributed as dist
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+# Real COCO-format files shipped with the tests (source and licence in data/README.md).
+TEST_DATA = Path(__file__).resolve().parent / "data"
 
 # Small enough that a 2-process epoch takes about a second on 2 cores.
 TINY = [
@@ -146,7 +147,5 @@ def process_group(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def shared_datasets() -> Path:
-    if not SHARED_DATASETS.is_dir():
-        pytest.skip(f"shared datasets not found beside the repository ({SHARED_DATASETS})")
-    return SHARED_DATASETS
+def test_data() -> Path:
+    return TEST_DATA

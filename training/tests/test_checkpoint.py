@@ -55,7 +55,7 @@ def test_damaged_latest_falls_back_to_previous(tmp_path, caplog, damage):
 def test_no_readable_checkpoint_is_an_error_and_none_is_a_fresh_start(tmp_path):
     assert ckpt.load_latest(str(tmp_path)) is None
     (tmp_path / "checkpoint.pt").write_bytes(b"junk")
-    with pytest.raises(ValueError, match="no readable checkpoint.*--resume none"):
+    with pytest.raises(ckpt.CheckpointError, match="no readable checkpoint.*--start-over"):
         ckpt.load_latest(str(tmp_path))
 
 

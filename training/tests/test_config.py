@@ -23,9 +23,10 @@ def test_yaml_keys_with_dashes_or_underscores_and_cli_wins(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("epoch: 3\n", "unknown key 'epoch'"),
         ("optimizer: adam\n", "optimizer must be one of adamw, sgd"),
-        ("epochs: three\n", "epochs: invalid value 'three'"),
+        ("epochs: three\n", "epochs: 'three' is not an integer (--epochs)"),
+        ("batch-size: 0\n", "batch-size: must be at least 1, got 0 (--batch-size)"),
+        ("epoch: 3\n", "unknown key 'epoch' (did you mean epochs?)"),
         ("amp: 1\n", "amp must be true or false"),
         ("- 1\n", "expected a mapping"),
     ],

@@ -1,4 +1,4 @@
-"""Loaders on real files (../shared/datasets COCO files, the CSV format) and every bad-data case."""
+"""Loaders on real files (the COCO files in tests/data, the CSV format) and every bad-data case."""
 
 from __future__ import annotations
 
@@ -83,8 +83,8 @@ def _write_blank_images(folder, images):
         )
 
 
-def test_coco_mini_real_images(shared_datasets, process_group):
-    root = shared_datasets / "coco-mini"
+def test_coco_mini_real_images(test_data, process_group):
+    root = test_data / "coco-mini"
     ds = CocoDataset(str(root / "gt_dataset.json"), str(root), 128, train=False)
     check_data(ds)
     assert len(ds) == 3 and ds.num_classes == 4
@@ -98,8 +98,8 @@ def test_coco_mini_real_images(shared_datasets, process_group):
     assert torch.allclose(target["boxes"][0], torch.tensor([x, y, x + w, y + h]) / 2, atol=1e-4)
 
 
-def test_coco_val2014_gapped_ids_crowd_and_blank_images(shared_datasets, tmp_path, process_group):
-    ann = shared_datasets / "coco-val2014-100" / "instances_val2014_100.json"
+def test_coco_val2014_gapped_ids_crowd_and_blank_images(test_data, tmp_path, process_group):
+    ann = test_data / "coco-val2014-100" / "instances_val2014_100.json"
     gt = json.loads(ann.read_text())
     _write_blank_images(tmp_path / "images", gt["images"])
     ds = CocoDataset(str(ann), str(tmp_path / "images"), 160, train=True)
@@ -117,17 +117,15 @@ def test_coco_val2014_gapped_ids_crowd_and_blank_images(shared_datasets, tmp_pat
     assert ds.coco_gt() is not None and len(ds.coco_gt()["annotations"]) == len(gt["annotations"])
 
 
-def test_coco_keeps_empty_images_and_drops_degenerate_boxes(
-    shared_datasets, tmp_path, process_group
-):
-    gt = json.loads((shared_datasets / "coco-mini" / "gt_dataset.json").read_text())
+def test_coco_keeps_empty_images_and_drops_degenerate_boxes(test_data, tmp_path, process_group):
+    gt = json.loads((test_data / "coco-mini" / "gt_dataset.json").read_text())
     gt["images"].append({"id": 99, "width": 50, "height": 40, "file_name": "empty.jpg"})
     gt["annotations"].append(
         {"id": 999, "image_id": 99, "category_id": 1, "bbox": [10, 10, 0, 5], "iscrowd": 0}
     )
     ann = tmp_path / "gt.json"
     ann.write_text(json.dumps(gt))
-    for f in (shared_datasets / "coco-mini").glob("*.jpg"):
+    for f in (test_data / "coco-mini").glob("*.jpg"):
         shutil.copy(f, tmp_path)
     Image.new("RGB", (50, 40)).save(tmp_path / "empty.jpg")
     ds = CocoDataset(str(ann), str(tmp_path), 64, train=True)
@@ -211,8 +209,8 @@ def test_missing_annotation_files_are_reported(tmp_path, process_group):
         build_dataset(args, "val")
 
 
-def test_coco_box_outside_image_and_unknown_category(shared_datasets, tmp_path, process_group):
-    gt = json.loads((shared_datasets / "coco-mini" / "gt_dataset.json").read_text())
+def test_coco_box_outside_image_and_unknown_category(test_data, tmp_path, process_group):
+    gt = json.loads((test_data / "coco-mini" / "gt_dataset.json").read_text())
     gt["annotations"][0]["bbox"] = [200, 200, 100, 10]
     gt["annotations"][1]["category_id"] = 77
     ann = tmp_path / "gt.json"

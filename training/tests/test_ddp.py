@@ -13,6 +13,7 @@ import time
 
 import pytest
 import torch
+from PIL import Image
 
 from training.checkpoint import load_file
 
@@ -40,8 +41,11 @@ def test_two_epochs_write_checkpoints_rank0_only_loadable_weights_only(two_epoch
     assert {"metrics.jsonl", "tensorboard"} <= names
     assert not [n for n in names if ".tmp" in n]
     for name in ("model_0.pt", "model_1.pt"):
-        state = torch.load(out / name, weights_only=True)
+        saved = torch.load(out / name, weights_only=True)
+        state = saved["model"]
         assert state and not [k for k in state if k.startswith(("module.", "_orig_mod."))]
+        assert saved["class_names"] == ["circle", "square", "triangle"]
+        assert (saved["image_size"], saved["backbone"]) == (64, "resnet10")
     ckpt = load_file(str(out / "checkpoint.pt"))
     assert ckpt["epoch"] == 2 and ckpt["step"] == 0
     assert not [k for k in ckpt["model"] if k.startswith("module.")]
@@ -52,6 +56,14 @@ def test_two_epochs_write_checkpoints_rank0_only_loadable_weights_only(two_epoch
     assert [r["epoch"] for r in rows] == [0, 1]
     assert all({"loss", "map", "map50", "img_per_s"} <= r.keys() for r in rows)
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0, "tensors": 0})
+    acc.Reload()
+    assert [e.step for e in acc.Images("val/examples")] == [0, 1]  # one per evaluation
+    assert [e.step for e in acc.Tensors("val/pr_curve_iou50")] == [0, 1]
+    for name in ("curves.png", "val_examples.png"):
+        assert Image.open(out / name).size[0] > 300, name
     assert "no checkpoint in" in log and "done: 2 epochs; best mAP" in log
     # Only rank 0 prints INFO lines.
     assert "[rank 0/2] INFO" in log and "[rank 1/2] INFO" not in log
@@ -88,39 +100,72 @@ def test_evaluate_and_predict_clis_on_the_saved_model(two_epochs, tmp_path):
             sys.executable,
             "-m",
             "training.evaluate",
-            f"--checkpoint={out / 'checkpoint.pt'}",
+            f"--checkpoint={out / 'model_1.pt'}",
             "--device=cpu",
             "--workers=0",
+            f"--save-detections={tmp_path / 'dt.json'}",
         ]
     )
     assert r.returncode == 0, r.stderr[-3000:]
+    # No flags given: the model file says what it is and on which data it was trained.
+    assert "(model file of epoch 1): backbone resnet10, image size 64, 3 classes" in r.stderr
+    assert "from the file: --dataset, --seed, --val-size" in r.stderr
     lines = [ln for ln in r.stdout.splitlines() if "Average" in ln]
     assert len(lines) == 12 and lines[0].startswith(" Average Precision  (AP) @[ IoU=0.50:0.95")
     # The same number as the training run's last evaluation of that epoch.
     assert float(lines[0].split("=")[-1]) == pytest.approx(metrics(out)[-1]["map"], abs=1e-3)
-
-    from PIL import Image
-
+    # The detections it scored are a results file the other form of evaluate takes.
     from training.data.synthetic import SyntheticDataset
 
-    img = SyntheticDataset(1, 64, "val").load_image(0)
-    img.save(tmp_path / "shapes.jpg")
+    gt = SyntheticDataset(8, 64, "val").coco_gt()
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    r2 = run(
+        [
+            sys.executable,
+            "-m",
+            "training.evaluate",
+            f"--annotations={tmp_path / 'gt.json'}",
+            f"--detections={tmp_path / 'dt.json'}",
+        ]
+    )
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    assert r2.stdout.splitlines()[0] == lines[0]
+
+    # Two inputs named alike in different folders, and one that is not an image.
+    ds = SyntheticDataset(2, 64, "val")
+    for k, folder in enumerate(("a", "b")):
+        (tmp_path / folder).mkdir()
+        ds.load_image(k).save(tmp_path / folder / "shapes.jpg")
+    (tmp_path / "broken.jpg").write_bytes(b"not a JPEG")
+    inputs = [tmp_path / "a" / "shapes.jpg", tmp_path / "broken.jpg", tmp_path / "b" / "shapes.jpg"]
     r = run(
         [
             sys.executable,
             "-m",
             "training.predict",
             f"--checkpoint={out / 'model_1.pt'}",
-            str(tmp_path / "shapes.jpg"),
+            *map(str, inputs),
             f"--out={tmp_path / 'pred'}",
             "--device=cpu",
             "--score-threshold=0.0",
         ]
     )
-    assert r.returncode == 0, r.stderr[-3000:]
-    drawn = Image.open(tmp_path / "pred" / "shapes.png")
-    assert drawn.size == img.size
-    assert "shapes.jpg:" in r.stdout
+    # The bad image is skipped with one warning, the others are drawn, and the run exits 2.
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert "Traceback" not in r.stderr
+    assert f"warning: {tmp_path / 'broken.jpg'}: skipped" in r.stderr
+    assert "error: 1 of 3 images could not be read" in r.stderr
+    # The model file said what it is: no flags were needed for names and size.
+    assert "image size 64, classes circle, square, triangle" in r.stderr
+    drawn = {f: Image.open(tmp_path / "pred" / f"{f}_shapes.png") for f in ("a", "b")}
+    assert sorted(p.name for p in (tmp_path / "pred").iterdir()) == [
+        "a_shapes.png",
+        "b_shapes.png",
+    ]
+    assert drawn["a"].size == (64, 64)
+    assert drawn["a"].tobytes() != drawn["b"].tobytes()
+    assert "a/shapes.jpg:" in r.stdout and "b/shapes.jpg:" in r.stdout
+    assert re.search(r"^  (circle|square|triangle) \d\.\d\d \[", r.stdout, re.M)
 
 
 def test_two_nodes_with_c10d_rendezvous_only_rank0_writes(tmp_path):
@@ -202,6 +247,20 @@ def test_sigterm_to_the_whole_group_as_systemctl_stop_does(tmp_path):
     assert rc in (0, 1, -signal.SIGTERM, 128 + signal.SIGTERM), rc
 
 
+def test_ctrl_c_is_a_stop_request_on_every_rank_checkpoint_then_exit_130(tmp_path):
+    # The terminal's way: SIGINT to the whole process group (torchrun forwards it as well).
+    out, rc, launch, step = _sigterm_mid_epoch(
+        tmp_path, lambda launch: os.killpg(launch.proc.pid, signal.SIGINT)
+    )
+    for rank in (0, 1):
+        assert f"[rank {rank}/2] WARNING SIGINT: finishing this step" in launch.output
+    assert f"stopped by SIGINT at epoch 0 step {step}; checkpoint written" in launch.output
+    assert "second Ctrl-C" not in launch.output  # torchrun's forwarded copy is the same request
+    assert "KeyboardInterrupt" not in launch.output
+    assert rc != 0, launch.output[-3000:]  # torchrun reports the interrupt (wrapper: SIGINT)
+    assert not [p for p in out.iterdir() if ".tmp." in p.name]
+
+
 def test_nonfinite_loss_on_one_rank_is_skipped_then_repeated_ones_stop_every_rank(tmp_path):
     out = tmp_path / "out"
     # Step 1: rank 1 alone; steps 5-7 (epoch 1): one rank or the other, three in a row.
@@ -231,9 +290,15 @@ def test_bad_data_stops_every_rank_with_the_same_message(tmp_path):
     )
     r = run(torchrun_cmd(*args), timeout=90)
     assert r.returncode != 0
+    # Every rank stops with status 2 (a user mistake) and no traceback of its own; torchrun
+    # reports the failed group (its traceback is torchrun's, not the job's). A rank that is
+    # still closing when the first has exited may be ended by torchrun's SIGTERM (-15).
+    codes = {int(c) for c in re.findall(r"exitcode\s+:\s+(-?\d+)", r.stderr)}
+    assert 2 in codes and codes <= {2, -signal.SIGTERM}, r.stderr[-3000:]
+    assert "[rank0]: Traceback" not in r.stderr and "[rank1]: Traceback" not in r.stderr
     msgs = []
     for rank in (0, 1):
-        tag = f"[rank {rank}/2] ERROR "
+        tag = f"[rank {rank}/2] error: "
         start = r.stderr.index(tag) + len(tag)
         msgs.append(r.stderr[start:].split("\n", 3)[:3])
     assert msgs[0] == msgs[1]

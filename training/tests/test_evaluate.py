@@ -12,8 +12,8 @@ from training.evaluate import coco_stats
 from .conftest import run
 
 
-def test_evaluate_cli_prints_twelve_numbers_and_ap_0505(shared_datasets):
-    root = shared_datasets / "coco-val2014-100"
+def test_evaluate_cli_prints_twelve_numbers_and_ap_0505(test_data):
+    root = test_data / "coco-val2014-100"
     r = run(
         [
             sys.executable,
@@ -33,8 +33,8 @@ def test_evaluate_cli_prints_twelve_numbers_and_ap_0505(shared_datasets):
     assert "AP 0.505" in r.stdout
 
 
-def test_coco_stats_perfect_and_empty_detections(shared_datasets):
-    gt = json.loads((shared_datasets / "coco-mini" / "gt_dataset.json").read_text())
+def test_coco_stats_perfect_and_empty_detections(test_data):
+    gt = json.loads((test_data / "coco-mini" / "gt_dataset.json").read_text())
     perfect = [
         {"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1}
         for a in gt["annotations"]

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from training import distributed
+from training.errors import UsageError
 
 from .conftest import REPO
 
@@ -57,5 +58,5 @@ def test_more_processes_than_gpus_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(distributed, "setup_logging", lambda rank, world_size: None)
     for name, value in {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "3"}.items():
         monkeypatch.setenv(name, value)
-    with pytest.raises(SystemExit, match=r"LOCAL_RANK 3: this node has 2 visible GPU\(s\)"):
+    with pytest.raises(UsageError, match=r"LOCAL_RANK 3: this node has 2 visible GPU\(s\)"):
         distributed.init_distributed(device="cuda")

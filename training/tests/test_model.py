@@ -9,6 +9,7 @@ import pytest
 import torch
 from torchvision.models.detection import RetinaNet
 
+from training.errors import UsageError
 from training.model import BACKBONES, build_model, infer_architecture, load_weights
 from training.train import make_lr_lambda, wrap_model
 
@@ -47,7 +48,7 @@ def test_weights_from_a_local_file_whole_model_or_bare_resnet(tmp_path):
     load_weights(dst, str(tmp_path / "resnet.pt"))
     assert torch.equal(dst.state_dict()[w], src.state_dict()[w])
     torch.save({"encoder.weight": torch.ones(3)}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="no tensor matches"):
+    with pytest.raises(UsageError, match="no tensor matches"):
         load_weights(dst, str(tmp_path / "other.pt"))
 
 
