@@ -254,6 +254,19 @@ def _training_codes(col, spec: FeatureSpec):
     return col.array.codes
 
 
+def _predict_dtype(cols, specs):
+    """float32 when every numeric column is float32 or float16 (and codes fit): comparing such
+    a value with a float64 threshold gives what comparing its float64 copy does, at half the
+    memory to read."""
+    narrow = all(
+        getattr(col, "dtype", None) in (np.float32, np.float16)
+        if spec.kind == "numeric"
+        else len(spec.categories) < 2**24
+        for col, spec in zip(cols, specs, strict=True)
+    )
+    return np.float32 if narrow else np.float64
+
+
 def encode_predict(cols, specs: list, missing=DEFAULT_MISSING, slots=None) -> np.ndarray:
     """Encode columns for prediction: a float matrix of shape ``(n_features, n_rows)``.
 
@@ -262,7 +275,7 @@ def encode_predict(cols, specs: list, missing=DEFAULT_MISSING, slots=None) -> np
     feature, its number of branch codes), a categorical column's missing or unseen values
     hold that number instead, the slot ``walk`` sends them to.
     """
-    out = np.empty((len(cols), len(cols[0])), dtype=np.float64)
+    out = np.empty((len(cols), len(cols[0])), dtype=_predict_dtype(cols, specs))
     for j, (col, spec) in enumerate(zip(cols, specs, strict=True)):
         if spec.kind == "numeric":
             if isinstance(col.dtype, pd.CategoricalDtype):
