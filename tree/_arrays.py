@@ -44,15 +44,14 @@ class TreeArrays:
         """
         if self._table is None:
             inner = self.feature >= 0
-            # a leaf reads the root's feature: in a tree of categorical splits alone, walk then
-            # uses any value as a slot, and a leaf has a slot (itself) for each
+            # a leaf reads the root's feature: in a tree of categorical splits alone, every
+            # value walk reads is then a category slot (capped at 0 for a leaf)
             root_f = max(int(self.feature[0]), 0)
             f = np.where(inner, self.feature, root_f)
             cat = inner & ~numeric[f]
             width = np.where(cat, widths[f], np.where(inner, 2, 1)).astype(np.int64)
             # the extra slot: missing (numeric) or missing/unseen; a leaf takes 3 like a number
-            leaf_slots = 3 if numeric[root_f] else max(3, int(widths[root_f]) + 1)
-            slots = np.where(inner, width + 1, leaf_slots)
+            slots = np.where(inner, width + 1, 3)
             offset = np.cumsum(slots) - slots
             child = np.repeat(np.arange(self.n_nodes, dtype=np.intp), slots)
             ids = np.arange(1, self.n_nodes)

@@ -181,6 +181,7 @@ def walk(tree: TreeArrays, numeric, widths, xe, slotted: bool = False):
     any_numeric = bool((inner & ~t["categorical"]).any())
     has_nan = any_numeric and bool(np.isnan(flat).any())
     start = feature * n  # where each node's feature begins in *flat*
+    cap = np.where(t["categorical"], t["width"], 0).astype(xe.dtype)
     node = np.zeros(n, dtype=np.intp)
     rows = np.arange(n, dtype=np.intp)
     cur = node.copy()
@@ -188,8 +189,8 @@ def walk(tree: TreeArrays, numeric, widths, xe, slotted: bool = False):
     while len(rows):
         value = flat[start[cur] + rows]
         if t["any_categorical"]:
-            if slotted:
-                code = value.astype(np.intp)
+            if slotted and not any_numeric:  # every value read is a slot; a leaf's is 0
+                code = np.fmin(value, cap[cur]).astype(np.intp)
             else:
                 width = t["width"][cur]
                 code = np.where((value >= 0) & (value < width), value, width).astype(np.intp)
