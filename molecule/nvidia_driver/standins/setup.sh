@@ -27,7 +27,7 @@ rm -rf /var/lib/apt/lists/* /var/lib/apt/periodic/update-success-stamp
 touch -d '2 days ago' /var/lib/apt/lists
 
 # The running kernel as Ubuntu installs it: the versioned image and its flavour metapackage.
-dpkg -i "$archive/linux-image-${kver}_${kver}_all.deb" "$archive/linux-image-${NVD_KERNEL}_${kver}_all.deb" >/dev/null
+dpkg -i "$archive/linux-image-${kver}_${kver}.deb" "$archive/linux-image-${NVD_KERNEL}_${kver}.deb" >/dev/null
 
 # The hardware: GPUs, NVSwitch bridges, an InfiniBand adapter, the Secure Boot state.
 mkdir -p /etc/nvidia-standin
