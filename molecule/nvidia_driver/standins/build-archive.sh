@@ -11,7 +11,7 @@
 #   nvidia-utils-B<U>              nvidia-smi (+ nvidia-modprobe) stand-ins
 #   nvidia-compute-utils-B<U>      nvidia-persistenced and Ubuntu's static unit
 #   libnvidia-compute-B<U>         the libcuda stand-in at the driver's version
-#   nvidia-dkms-B<V>               "builds" the module: fails without kernel headers
+#   nvidia-dkms-B<V>               "builds" the module (dkms status): fails without kernel headers
 #   linux-modules-nvidia-B<V>-<kernel release>            the signed prebuilt module
 #   linux-modules-nvidia-B<V>-{generic,generic-hwe-22.04}  its metapackages, per kernel flavour
 #   nvidia-fabricmanager-B, libnvidia-nscq-B   at the driver's version and an older point release
@@ -87,7 +87,7 @@ variant() { # B V UPSTREAM MODALIASES [PREFER]: one driver variant, e.g. 570 -se
   case "$s" in -server*) u=-server ;; esac
   case "$s" in *-open) kind=open ;; esac
 
-  root=$(deb "nvidia-dkms-$b$s" "$v" \
+  root=$(deb "nvidia-dkms-$b$s" "$v" "Depends: dkms" \
     "Provides: nvidia-dkms-kernel" "Conflicts: nvidia-dkms-kernel" "Replaces: nvidia-dkms-kernel")
   mkdir -p "$root/usr/lib/nvidia-standin/dkms"
   echo "$up $kind" >"$root/usr/lib/nvidia-standin/dkms/module"
@@ -99,8 +99,12 @@ if [ "$1" = configure ] && [ ! -e "/lib/modules/$(uname -r)/build" ]; then
   echo "Error! Your kernel headers for kernel $(uname -r) cannot be found." >&2
   exit 1
 fi
+mkdir -p /var/lib/nvidia-standin/dkms
+uname -r >/var/lib/nvidia-standin/dkms/@UPSTREAM@
 EOF
-  chmod 0755 "$root/DEBIAN/postinst"
+  sed -i "s/@UPSTREAM@/$up/" "$root/DEBIAN/postinst"
+  printf '#!/bin/sh\nrm -f /var/lib/nvidia-standin/dkms/%s\n' "$up" >"$root/DEBIAN/postrm"
+  chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/postrm"
   build "$root"
 
   build "$(deb "nvidia-driver-$b$s" "$v" \
@@ -158,6 +162,11 @@ root=$(deb nvidia-driver-510 "535.183.01-$suffix" "Depends: nvidia-driver-535" "
 sed -i 's/^Description: .*/Description: Transitional package for nvidia-driver-535/' "$root/DEBIAN/control"
 build "$root"
 build "$(deb nvidia-utils-510 "535.183.01-$suffix" "Depends: nvidia-utils-535" "Section: oldlibs")"
+
+root=$(deb dkms 3.0.3-1ubuntu1)
+mkdir -p "$root/usr/sbin"
+install -m 0755 "$src/dkms" "$root/usr/sbin/dkms"
+build "$root"
 
 root=$(deb ubuntu-drivers-common 1:0.9.6.2~0.22.04.6 "Depends: python3")
 mkdir -p "$root/usr/bin"
