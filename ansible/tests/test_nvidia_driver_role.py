@@ -4,6 +4,7 @@ inventory agree with each other."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,3 +75,24 @@ def test_inventory_settings_are_role_inputs_with_valid_values():
     # only changes for machines that are not servers (the molecule containers).
     reboot_mechanics = {"nvidia_driver_reboot_boot_time_command", "nvidia_driver_reboot_command"}
     assert sorted(settings) == sorted(set(DEFAULTS) - reboot_mechanics)
+
+
+VARS = _yaml(ROLE / "vars" / "main.yml")
+
+
+@pytest.mark.parametrize(
+    ("device_id", "open_only"),
+    [
+        ("2901", True),  # B200 (GB100)
+        ("2b85", True),  # GeForce RTX 5090 (GB202)
+        ("2bb1", True),  # RTX PRO 6000 Blackwell
+        ("2342", True),  # GH200
+        ("2330", False),  # H100 SXM5: open recommended, proprietary still supported
+        ("2335", False),  # H200
+        ("20b0", False),  # A100 SXM4
+        ("1db4", False),  # V100: the open modules do not support it at all
+    ],
+)
+def test_open_only_rule_matches_blackwell_and_grace_hopper_only(device_id, open_only):
+    rule = re.compile(VARS["__nvidia_driver_open_only_ids_regex"])
+    assert bool(rule.match(device_id)) is open_only

@@ -1,11 +1,18 @@
 #!/bin/bash
 # Installs the stand-ins in a test container (molecule scenario nvidia_driver, prepare.yml).
-# Usage: setup.sh GPUS AUTOINSTALL   (GPUS: number of GPUs, 0 for none; AUTOINSTALL: yes|no)
+# The node is described by environment variables (prepare.yml passes each host's nvd_standin):
+#   NVD_GPUS         number of GPUs (0: a host without an NVIDIA device)
+#   NVD_GPU_ID       their PCI device ID, NVD_GPU_NAME their name
+#   NVD_NVSWITCHES   number of NVSwitch bridges (class 0680; 0: a PCIe node)
+#   NVD_RDMA         yes: an InfiniBand adapter is present
+#   NVD_SECUREBOOT   yes|no, what mokutil --sb-state reports
+#   NVD_KERNEL       the installed kernel image metapackage's flavour (generic, generic-hwe-22.04)
+#   NVD_AUTOINSTALL  yes|no: whether ubuntu-drivers still has autoinstall
+# libcuda.so.1 (built from libcuda.c on the controller) must lie beside this script.
 set -euo pipefail
 src=$(cd "$(dirname "$0")" && pwd)
-gpus=$1
-autoinstall=$2
 archive=/srv/nvidia-standin-archive
+kver=$(uname -r)
 
 # The Ubuntu archive: dummy packages in a local repository, the only source apt sees. The
 # lists are removed and their directory dated back, so that the role finds a stale cache and
@@ -19,18 +26,28 @@ rm -f /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources
 rm -rf /var/lib/apt/lists/* /var/lib/apt/periodic/update-success-stamp
 touch -d '2 days ago' /var/lib/apt/lists
 
-# The GPUs (none: a host without an NVIDIA device) and the release of ubuntu-drivers.
-mkdir -p /etc/nvidia-standin
-rm -f /etc/nvidia-standin/gpus
-for i in $(seq 1 "$gpus"); do
-  printf '0000:%02x:00.0 20b0 NVIDIA A100-SXM4-40GB\n' "$i" >>/etc/nvidia-standin/gpus
-done
-echo "autoinstall=$autoinstall" >/etc/nvidia-standin/ubuntu-drivers.conf
+# The running kernel as Ubuntu installs it: the versioned image and its flavour metapackage.
+dpkg -i "$archive/linux-image-${kver}_${kver}.deb" "$archive/linux-image-${NVD_KERNEL}_${kver}.deb" >/dev/null
 
-# lspci, and the kernel loading the nvidia module at boot.
+# The hardware: GPUs, NVSwitch bridges, an InfiniBand adapter, the Secure Boot state.
+mkdir -p /etc/nvidia-standin
+rm -f /etc/nvidia-standin/gpus /etc/nvidia-standin/nvswitches /etc/nvidia-standin/rdma
+for i in $(seq 1 "$NVD_GPUS"); do
+  printf '0000:%02x:00.0 %s %s\n' "$((i + 0x10))" "$NVD_GPU_ID" "$NVD_GPU_NAME" >>/etc/nvidia-standin/gpus
+done
+for i in $(seq 1 "$NVD_NVSWITCHES"); do
+  printf '0000:%02x:00.0 22a3\n' "$((i + 0x80))" >>/etc/nvidia-standin/nvswitches
+done
+[ "$NVD_RDMA" != yes ] || touch /etc/nvidia-standin/rdma
+echo "$NVD_SECUREBOOT" >/etc/nvidia-standin/secureboot
+echo "autoinstall=$NVD_AUTOINSTALL" >/etc/nvidia-standin/ubuntu-drivers.conf
+
+# lspci, mokutil, and the kernel loading the nvidia module at boot.
 install -m 0755 "$src/lspci" /usr/local/bin/lspci
+install -m 0755 "$src/mokutil" /usr/local/bin/mokutil
 install -D -m 0755 "$src/load-nvidia-module" /usr/local/lib/nvidia-standin/load-nvidia-module
 install -m 0644 "$src/nvidia-standin-module.service" /etc/systemd/system/nvidia-standin-module.service
 systemctl daemon-reload
 systemctl enable --now nvidia-standin-module.service
-echo "stand-ins ready: $gpus GPU(s), ubuntu-drivers autoinstall=$autoinstall"
+echo "stand-ins ready: $NVD_GPUS x $NVD_GPU_NAME, $NVD_NVSWITCHES NVSwitch(es), kernel $NVD_KERNEL," \
+  "Secure Boot $NVD_SECUREBOOT, ubuntu-drivers autoinstall=$NVD_AUTOINSTALL"
