@@ -269,7 +269,7 @@ def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace
     if known.config:
         parser.set_defaults(**_config_defaults(known.config, parser))
     args = parser.parse_args(argv)
-    if args.frozen_bn and not args.weights:
+    if getattr(args, "frozen_bn", False) and not getattr(args, "weights", None):
         parser.error(
             "--frozen-bn needs --weights: FrozenBatchNorm2d of a model trained from scratch "
             "does not normalise at all (drop --frozen-bn, or give pretrained --weights)"
