@@ -44,7 +44,10 @@ class TreeArrays:
         """
         if self._table is None:
             inner = self.feature >= 0
-            f = np.maximum(self.feature, 0)
+            # a leaf reads the root's feature: in a tree of categorical splits alone, every
+            # value walk reads is then a category slot (capped at 0 for a leaf)
+            root_f = max(int(self.feature[0]), 0)
+            f = np.where(inner, self.feature, root_f)
             cat = inner & ~numeric[f]
             width = np.where(cat, widths[f], np.where(inner, 2, 1)).astype(np.int64)
             # the extra slot: missing (numeric) or missing/unseen; a leaf takes 3 like a number

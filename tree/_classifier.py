@@ -299,11 +299,16 @@ class ID3Classifier(ClassifierMixin, BaseEstimator):
         alphas, impurities, _ = ccp_sequence(tree)
         return Bunch(ccp_alphas=alphas, impurities=impurities)
 
-    def _encode(self, X):
+    def _encode(self, X, slots=None):
         check_is_fitted(self)
         cols, _, _ = columns_of(X, type(self).__name__)
         validate_data(self, X, skip_check_array=True, reset=False)
-        return encode_predict(cols, self.features_, self._missing_strings())
+        return encode_predict(cols, self.features_, self._missing_strings(), slots)
+
+    def _stops(self, X):
+        """``apply`` without fractional parts: the node where each row stops."""
+        numeric, widths = self._kinds()
+        return walk(self.tree_, numeric, widths, self._encode(X, widths), slotted=True)
 
     def _kinds(self):
         return np.array([s.kind == "numeric" for s in self.features_]), branch_widths(
@@ -316,8 +321,7 @@ class ID3Classifier(ClassifierMixin, BaseEstimator):
         A row stops where its value is missing (with ``missing="fractional"`` its parts go on
         down every branch from there) or is a category that node never saw.
         """
-        numeric, widths = self._kinds()
-        return walk(self.tree_, numeric, widths, self._encode(X))
+        return self._stops(X)
 
     def decision_path(self, X):
         """A sparse ``(n_rows, n_nodes)`` indicator of the nodes each row passes through."""
@@ -337,12 +341,11 @@ class ID3Classifier(ClassifierMixin, BaseEstimator):
         With ``missing="fractional"``, a row that goes down several branches gets the sum of
         their leaves' shares, each weighted by the part of the row that got there.
         """
+        dist = self._distributions()
+        if not self._fractional:
+            return dist[self._stops(X)]
         xe = self._encode(X)
         numeric, widths = self._kinds()
-        counts = self.tree_.counts
-        dist = counts / counts.sum(axis=1, keepdims=True)
-        if not self._fractional:
-            return dist[walk(self.tree_, numeric, widths, xe)]
         rows, nodes, mass = spread(self.tree_, numeric, widths, xe, True)
         out = np.zeros((xe.shape[1], len(self.classes_)))
         np.add.at(out, rows, dist[nodes] * mass[:, None])
@@ -350,8 +353,16 @@ class ID3Classifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         """The most probable class of each row (``classes_[argmax(predict_proba(X))]``)."""
+        if not self._fractional:  # each node's class, looked up: the same argmax, per node
+            node_class = np.argmax(self._distributions(), axis=1)
+            return self.classes_[node_class[self._stops(X)]]
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
+
+    def _distributions(self):
+        check_is_fitted(self)
+        counts = self.tree_.counts
+        return counts / counts.sum(axis=1, keepdims=True)
 
     @property
     def feature_importances_(self):

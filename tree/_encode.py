@@ -30,6 +30,7 @@ class FeatureSpec:
 
     def __post_init__(self):
         self._index = None
+        self._same_dtype = None  # the last pandas dtype whose categories matched
 
     @property
     def index(self) -> pd.Index:
@@ -243,35 +244,65 @@ def encode_fit(cols, names, categorical_features=None, missing=DEFAULT_MISSING):
     return specs, Encoded(codes, n_values, numeric, uniques)
 
 
-def encode_predict(cols, specs: list, missing=DEFAULT_MISSING) -> np.ndarray:
+def _training_codes(col, spec: FeatureSpec):
+    """A categorical column's codes when its categories are the training ones, else None."""
+    dtype = col.dtype
+    if spec._same_dtype is not dtype:
+        if not dtype.categories.equals(spec.index):
+            return None
+        spec._same_dtype = dtype  # the next call with this dtype skips the comparison
+    return col.array.codes
+
+
+def _predict_dtype(cols, specs):
+    """float32 when every numeric column is float32 or float16 (and codes fit): comparing such
+    a value with a float64 threshold gives what comparing its float64 copy does, at half the
+    memory to read."""
+    narrow = all(
+        getattr(col, "dtype", None) in (np.float32, np.float16)
+        if spec.kind == "numeric"
+        else len(spec.categories) < 2**24
+        for col, spec in zip(cols, specs, strict=True)
+    )
+    return np.float32 if narrow else np.float64
+
+
+def encode_predict(cols, specs: list, missing=DEFAULT_MISSING, slots=None) -> np.ndarray:
     """Encode columns for prediction: a float matrix of shape ``(n_features, n_rows)``.
 
     A categorical column holds the training code of each value (-1 for a category never
-    seen in training); a numeric column its value. Missing values are NaN.
+    seen in training); a numeric column its value. Missing values are NaN. With *slots* (per
+    feature, its number of branch codes), a categorical column's missing or unseen values
+    hold that number instead, the slot ``walk`` sends them to.
     """
-    out = np.empty((len(cols), len(cols[0])), dtype=np.float64)
+    out = np.empty((len(cols), len(cols[0])), dtype=_predict_dtype(cols, specs))
     for j, (col, spec) in enumerate(zip(cols, specs, strict=True)):
         if spec.kind == "numeric":
             if isinstance(col.dtype, pd.CategoricalDtype):
                 col = col.astype(object)
             out[j] = _as_float(col, spec.name, missing)
             continue
+        lost = np.nan if slots is None else float(slots[j])
         if isinstance(col.dtype, pd.CategoricalDtype):
-            codes = col.cat.codes.to_numpy()
-            if col.cat.categories.equals(spec.index):  # the training categories: codes as is
-                out[j] = np.where(codes < 0, np.nan, codes)
+            codes = _training_codes(col, spec)
+            if codes is not None:  # the training categories: codes as is
+                out[j] = codes
+                out[j][codes < 0] = lost
                 continue
             cats = col.cat.categories.astype(object)
             mapping = spec.index.get_indexer(cats).astype(np.float64)
             mapping[np.asarray(_missing_mask(np.asarray(cats, dtype=object), missing))] = np.nan
-            out[j] = np.append(mapping, np.nan)[codes]
-            continue
-        values = col.to_numpy() if isinstance(col, pd.Series) else np.asarray(col)
-        values = np.asarray(values, dtype=object)
-        try:
-            codes = spec.index.get_indexer(values).astype(np.float64)
-        except TypeError as exc:
-            raise not_a_value(spec.name, exc) from None
-        codes[_missing_mask(values, missing)] = np.nan
-        out[j] = codes
+            out[j] = np.append(mapping, np.nan)[col.array.codes]
+        else:
+            values = col.to_numpy() if isinstance(col, pd.Series) else np.asarray(col)
+            values = np.asarray(values, dtype=object)
+            try:
+                codes = spec.index.get_indexer(values).astype(np.float64)
+            except TypeError as exc:
+                raise not_a_value(spec.name, exc) from None
+            codes[_missing_mask(values, missing)] = np.nan
+            out[j] = codes
+        if slots is not None:  # NaN, -1 (unseen) and codes past the branches: the last slot
+            row = out[j]
+            row[~((row >= 0) & (row < lost))] = lost
     return out

@@ -164,30 +164,41 @@ def _step(tree: TreeArrays, numeric, widths, xe, rows, cur):
     return np.where(ok & (nxt != cur), nxt, -1), known  # the table holds the node for "stop"
 
 
-def walk(tree: TreeArrays, numeric: np.ndarray, widths: np.ndarray, xe: np.ndarray):
+def walk(tree: TreeArrays, numeric, widths, xe, slotted: bool = False):
     """Return the node where each row stops: a leaf, or the node whose value it lacks.
 
     *xe* is ``(n_features, n_rows)`` from ``encode_predict``: category codes or numbers, NaN
-    for missing values. All rows move one level per step, one lookup in the child table
-    each; a row that has stopped points at its own node, and every few levels those rows
-    leave the arrays.
+    for missing values; *slotted* when it was encoded with ``slots=widths`` (a categorical
+    value is then its branch slot as it is). All rows move one level per step, one lookup in
+    the child table each; a row that has stopped points at its own node, and every few
+    levels those rows leave the arrays.
     """
     t = tree.child_table(widths, numeric)
     offset, child, feature, threshold = t["offset"], t["child"], t["feature"], t["threshold"]
     n = xe.shape[1]
     flat = np.ascontiguousarray(xe).ravel()
-    has_nan = bool(np.isnan(flat).any())
+    inner = tree.feature >= 0
+    any_numeric = bool((inner & ~t["categorical"]).any())
+    has_nan = any_numeric and bool(np.isnan(flat).any())
+    start = feature * n  # where each node's feature begins in *flat*
+    cap = np.where(t["categorical"], t["width"], 0).astype(xe.dtype)
     node = np.zeros(n, dtype=np.intp)
     rows = np.arange(n, dtype=np.intp)
     cur = node.copy()
     step = 0
     while len(rows):
-        value = flat[feature[cur] * n + rows]
+        value = flat[start[cur] + rows]
         if t["any_categorical"]:
-            width = t["width"][cur]
-            code = np.where((value >= 0) & (value < width), value, width).astype(np.intp)
-            number = np.where(value == value, value > threshold[cur], 2)
-            branch = np.where(t["categorical"][cur], code, number)
+            if slotted and not any_numeric:  # every value read is a slot; a leaf's is 0
+                code = np.fmin(value, cap[cur]).astype(np.intp)
+            else:
+                width = t["width"][cur]
+                code = np.where((value >= 0) & (value < width), value, width).astype(np.intp)
+            if any_numeric:
+                number = np.where(value == value, value > threshold[cur], 2)
+                branch = np.where(t["categorical"][cur], code, number)
+            else:  # leaves read slot 0, which holds the leaf itself
+                branch = code
         elif has_nan:
             branch = np.where(value == value, value > threshold[cur], 2)
         else:

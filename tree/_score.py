@@ -21,7 +21,9 @@ def xlogx(c):
     [0.0, 0.0, 1.3863]
     """
     c = np.asarray(c, dtype=np.float64)
-    return c * np.log(np.where(c > 0, c, 1.0))
+    log = np.log(c, out=np.zeros(c.shape), where=c > 0)  # 0 where c <= 0, like log(1)
+    log *= c
+    return log if log.ndim else log[()]
 
 
 def count_keys(keys: np.ndarray, size: int, weights: np.ndarray | None):
@@ -108,6 +110,8 @@ class Scorer:
         """Split off the missing-value pairs: their class weights per node, ``(k, s)``."""
         known = pval < n_known_values
         miss = np.zeros((self.k, s))
+        if known.all():  # no value missing: nothing to split off (and no copies to make)
+            return pnode, pval, counts, rows, miss
         miss[:, pnode[~known]] = counts[:, ~known]
         kept_rows = None if rows is None else rows[known]
         return pnode[known], pval[known], counts[:, known], kept_rows, miss
