@@ -83,6 +83,10 @@ molecule-all: venv
 bench: venv
 	@set -e; for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f; done
 
+.PHONY: bench-train  ## Time the seed's training recipe against the default one, end to end
+bench-train: venv
+	$(PY) benchmarks/bench_train.py
+
 .PHONY: clean  ## Remove caches and outputs (keeps .venv and the container image)
 clean:
 	rm -rf .pytest_cache .ruff_cache outputs runs build dist *.egg-info

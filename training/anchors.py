@@ -72,3 +72,18 @@ def canvas_anchors(model, canvas: tuple[int, int], device: torch.device | str = 
     generator = model.anchor_generator
     grid = fpn_grid_sizes(canvas, len(generator.sizes))
     return grid_anchors(generator, canvas, grid, device)
+
+
+class Fp32AnchorGenerator(AnchorGenerator):
+    """torchvision's AnchorGenerator that always builds fp32 anchors, autocast or not.
+
+    torchvision takes the anchors' dtype from the feature maps, so under bf16 autocast the
+    anchors used for matching in training were bf16 (pixels off) while evaluation, without
+    autocast, decoded with fp32 ones. Only the maps' sizes matter here: pass empty fp32
+    stand-ins of the same height and width, so nothing is copied.
+    """
+
+    def forward(self, image_list, feature_maps: list[Tensor]) -> list[Tensor]:
+        shapes = [f.new_empty((0, 0, *f.shape[-2:]), dtype=torch.float32) for f in feature_maps]
+        with torch.autocast(feature_maps[0].device.type, enabled=False):
+            return super().forward(image_list, shapes)

@@ -16,6 +16,9 @@ from .errors import Parser, at_least, positive
 
 BACKBONES = ("resnet10", "resnet18", "resnet34", "resnet50")
 
+# The global batch that --lr is tuned for: --lr-scale linear multiplies --lr by batch / this.
+LR_REFERENCE_BATCH = 16
+
 # Defaults for the flags whose default is None, per device type.
 DEVICE_DEFAULTS = {
     "cpu": {
@@ -126,9 +129,26 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--batch-size", type=at_least(1), help="global batch size (cpu 16, cuda 16 per GPU)"
     )
     g.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"], help="optimizer")
-    g.add_argument("--lr", type=positive(), help="peak learning rate (adamw 2e-3, sgd 0.01)")
+    g.add_argument(
+        "--lr",
+        type=positive(),
+        help=f"peak learning rate at a global batch of {LR_REFERENCE_BATCH} (adamw 2e-3, sgd 0.01)",
+    )
     g.add_argument("--momentum", type=at_least(0.0, float), default=0.9, help="sgd momentum")
     g.add_argument("--weight-decay", type=at_least(0.0, float), default=1e-4, help="weight decay")
+    g.add_argument(
+        "--norm-weight-decay",
+        type=at_least(0.0, float),
+        help="weight decay of normalisation layers and biases (default: --weight-decay, as "
+        "torchvision's references; 0 is the common choice)",
+    )
+    g.add_argument(
+        "--lr-scale",
+        default="linear",
+        choices=["linear", "none"],
+        help=f"linear: the rate used is --lr x global batch / {LR_REFERENCE_BATCH} (the linear "
+        "scaling rule of torchvision's and detectron2's references); none: --lr as given",
+    )
     g.add_argument(
         "--lr-schedule", default="cosine", choices=["cosine", "step"], help="after the warmup"
     )
@@ -172,10 +192,17 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="DDP option; not needed: the loss reaches every parameter",
     )
     g.add_argument(
+        "--loss",
+        default="batched",
+        choices=["batched", "torchvision"],
+        help="batched: the whole batch's matching and loss at once with fp32 anchors, no host "
+        "syncs (training/loss.py); torchvision: RetinaNet.compute_loss, image by image",
+    )
+    g.add_argument(
         "--max-nonfinite",
         type=at_least(1),
         default=5,
-        help="stop after this many consecutive steps with a non-finite loss",
+        help="stop after this many consecutive steps with a non-finite loss or gradients",
     )
     g = parser.add_argument_group("evaluation and logging")
     g.add_argument(
@@ -241,7 +268,13 @@ def parse_args(parser: argparse.ArgumentParser, argv=None) -> argparse.Namespace
     known, _ = pre.parse_known_args(argv)
     if known.config:
         parser.set_defaults(**_config_defaults(known.config, parser))
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if getattr(args, "frozen_bn", False) and not getattr(args, "weights", None):
+        parser.error(
+            "--frozen-bn needs --weights: FrozenBatchNorm2d of a model trained from scratch "
+            "does not normalise at all (drop --frozen-bn, or give pretrained --weights)"
+        )
+    return args
 
 
 def resolve_defaults(args: argparse.Namespace, device_type: str, world_size: int) -> None:
@@ -256,3 +289,11 @@ def resolve_defaults(args: argparse.Namespace, device_type: str, world_size: int
             setattr(args, key, value)
     if getattr(args, "lr", "absent") is None:
         args.lr = 2e-3 if args.optimizer == "adamw" else 0.01
+
+
+def scaled_lr(args: argparse.Namespace) -> float:
+    """The peak rate the optimizer uses: --lr, scaled linearly in the global batch from
+    LR_REFERENCE_BATCH under --lr-scale linear (so more GPUs keep the recipe's rate per image)."""
+    if args.lr_scale == "linear":
+        return args.lr * args.batch_size / LR_REFERENCE_BATCH
+    return args.lr

@@ -1,9 +1,11 @@
 """One training epoch and one evaluation pass (the shape of torchvision's references/detection).
 
-Each training step all-reduces one small vector: the two losses, a non-finite flag and a
-stop flag. So every rank sees the same numbers and takes the same decision: skip a step
-whose loss is non-finite on any rank, stop after `--max-nonfinite` such steps in a row, or
-stop after this step because some rank got SIGTERM. No rank ever leaves the others waiting.
+Each training step all-reduces one small vector: the two losses, a non-finite loss flag, a
+stop flag and a non-finite gradient flag (every rank runs backward; DDP has all-reduced the
+gradients by then). So every rank sees the same numbers and takes the same decision: skip a
+step whose loss or gradients are non-finite on any rank, stop after `--max-nonfinite` such
+steps in a row, or stop after this step because some rank got SIGTERM.
+No rank ever leaves the others waiting.
 
 Test hook (tests only, not a feature): TRAINING_TEST_NONFINITE="RANK:STEP[,RANK:STEP...]"
 makes the loss non-finite on that rank at that global step (counted from 0).
@@ -25,7 +27,9 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from . import distributed as du
+from .anchors import canvas_anchors
 from .evaluate import coco_stats
+from .loss import RetinaNetLoss, pad_targets
 
 log = logging.getLogger("training")
 
@@ -115,6 +119,8 @@ class TrainContext:
     global_step: int = 0
     nonfinite_run: int = 0
     inject: set = field(default_factory=set)
+    criterion: RetinaNetLoss | None = None  # --loss batched; None: torchvision's loss
+    anchors: dict = field(default_factory=dict)  # canvas (H, W) -> [A, 4] fp32
 
 
 def injected_nonfinite(rank: int) -> set[int]:
@@ -129,6 +135,35 @@ def injected_nonfinite(rank: int) -> set[int]:
 
 def _show_bar(progress: str) -> bool:
     return progress == "bar" or (progress == "auto" and sys.stderr.isatty())
+
+
+def nonfinite_gradients(ctx: TrainContext) -> torch.Tensor:
+    """1.0 where some gradient is NaN or infinite, on the device (read with the step's
+    all-reduce, no sync of its own). With fp16's GradScaler 0.0: the scaler finds infs in
+    the scaled gradients itself and skips the step."""
+    grads = [p.grad for p in ctx.model.parameters() if p.grad is not None]
+    if ctx.scaler.is_enabled() or not grads:
+        return torch.zeros((), device=ctx.device)
+    norms = torch._foreach_norm(grads)
+    return (~torch.isfinite(torch.stack(norms).float().sum())).float()
+
+
+def forward_loss(ctx: TrainContext, images, targets, autocast) -> dict:
+    """The two losses of a batch: torchvision's RetinaNet.forward, or (--loss batched) the
+    detector's transform, backbone -> head through the DDP module, and the batched loss of
+    training/loss.py with fp32 anchors cached per canvas."""
+    if ctx.criterion is None:
+        with autocast:
+            return ctx.model(images, targets)
+    detector = ctx.model.module.detector
+    image_list, targets = detector.transform(images, targets)
+    canvas = tuple(image_list.tensors.shape[-2:])
+    anchors = ctx.anchors.get(canvas)
+    if anchors is None:
+        anchors = ctx.anchors[canvas] = canvas_anchors(detector, canvas, ctx.device)
+    with autocast:
+        cls_logits, bbox_regression = ctx.model(image_list.tensors)
+    return ctx.criterion(cls_logits, bbox_regression, anchors, pad_targets(targets))
 
 
 def train_one_epoch(ctx: TrainContext, loader, epoch: int, start_step: int, steps: int, stats):
@@ -151,40 +186,45 @@ def train_one_epoch(ctx: TrainContext, loader, epoch: int, start_step: int, step
         targets = [
             {"boxes": t["boxes"].to(device), "labels": t["labels"].to(device)} for t in targets
         ]
-        with autocast:
-            loss_dict = model(images, targets)
+        loss_dict = forward_loss(ctx, images, targets, autocast)
         loss_cls, loss_reg = loss_dict["classification"], loss_dict["bbox_regression"]
         loss = loss_cls + loss_reg
         if ctx.global_step in ctx.inject:
             loss = loss * float("nan")
+        # Every rank runs backward (DDP all-reduces the gradients), then one all-reduce carries
+        # the losses and the flags: the step's only host synchronisation.
+        ctx.scaler.scale(loss).backward()
         shared = torch.stack(
             [
                 loss_cls.detach().float(),
                 loss_reg.detach().float(),
                 (~torch.isfinite(loss.detach())).float(),
                 torch.tensor(float(ctx.stop.requested), device=device),
+                nonfinite_gradients(ctx),
             ]
         )
         dist.all_reduce(shared)
-        cls_sum, reg_sum, bad_ranks, stop_ranks = shared.tolist()
+        cls_sum, reg_sum, bad_ranks, stop_ranks, bad_grads = shared.tolist()
 
-        if bad_ranks:
+        if bad_ranks or bad_grads:
             ctx.optimizer.zero_grad(set_to_none=True)
             ctx.nonfinite_run += 1
             stats.skipped += 1
+            what = "loss" if bad_ranks else "gradients"
             msg = (
-                f"non-finite loss at step {ctx.global_step} (epoch {epoch}) on {int(bad_ranks)} "
-                f"of {world} ranks; step skipped on all ranks ({ctx.nonfinite_run} in a row)"
+                f"non-finite {what} at step {ctx.global_step} (epoch {epoch}) on "
+                f"{int(bad_ranks or bad_grads)} of {world} ranks; step skipped on all ranks "
+                f"({ctx.nonfinite_run} in a row)"
             )
             log.warning(msg)
             if ctx.nonfinite_run >= args.max_nonfinite:
                 raise NonFiniteLoss(
                     f"stopping: {ctx.nonfinite_run} consecutive steps with a non-finite loss "
-                    f"(--max-nonfinite {args.max_nonfinite}); last at step {ctx.global_step}"
+                    f"or gradients (--max-nonfinite {args.max_nonfinite}); last at step "
+                    f"{ctx.global_step}"
                 )
         else:
             ctx.nonfinite_run = 0
-            ctx.scaler.scale(loss).backward()
             if args.clip_grad > 0:
                 ctx.scaler.unscale_(ctx.optimizer)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)

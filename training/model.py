@@ -22,11 +22,11 @@ from torch import nn
 from torchvision.models import resnet
 from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.detection import RetinaNet
-from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.retinanet import RetinaNetHead
 from torchvision.ops import FeaturePyramidNetwork, FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelP6P7
 
+from .anchors import Fp32AnchorGenerator
 from .config import BACKBONES
 from .errors import UsageError
 
@@ -78,7 +78,7 @@ def build_model(
         (s, int(s * 2 ** (1 / 3)), int(s * 2 ** (2 / 3)))
         for s in (base * 2**i for i in range(levels))
     )
-    anchors = AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * levels)
+    anchors = Fp32AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * levels)
     head = RetinaNetHead(
         channels,
         anchors.num_anchors_per_location()[0],

@@ -41,11 +41,12 @@ import time
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parallel import DistributedDataParallel
+from torchvision.ops import FrozenBatchNorm2d
 
 from . import checkpoint as ckpt
 from . import distributed as du
 from . import pictures, run_dir
-from .config import get_args_parser, parse_args, resolve_defaults
+from .config import LR_REFERENCE_BATCH, get_args_parser, parse_args, resolve_defaults, scaled_lr
 from .data import DataError, build_dataset, check_data, train_loader, val_loader
 from .engine import (
     EpochStats,
@@ -57,6 +58,7 @@ from .engine import (
     train_one_epoch,
 )
 from .errors import UsageError, run_cli
+from .loss import RetinaNetLoss
 from .model import build_model, load_weights, model_file
 
 log = logging.getLogger("training")
@@ -93,6 +95,61 @@ def wrap_model(model: torch.nn.Module, args, info: du.DistInfo) -> DistributedDa
     )
 
 
+class TrainForward(torch.nn.Module):
+    """The module DDP wraps, so that its hooks see every training forward.
+
+    `forward(images, targets)` is the detector's own (torchvision's loss); `forward(batch)`
+    with a [N, 3, H, W] tensor runs backbone -> head only and returns (cls_logits,
+    bbox_regression) for the batched loss (training/loss.py).
+    """
+
+    def __init__(self, detector: torch.nn.Module):
+        super().__init__()
+        self.detector = detector
+
+    def forward(self, images, targets=None):
+        if isinstance(images, torch.Tensor):
+            head = self.detector.head(list(self.detector.backbone(images).values()))
+            return head["cls_logits"], head["bbox_regression"]
+        return self.detector(images, targets)
+
+
+def build_optimizer(model: torch.nn.Module, args) -> torch.optim.Optimizer:
+    """SGD or AdamW at the scaled rate; norm layers and biases take --norm-weight-decay when
+    given (torchvision's references: `split_normalization_params`, biases with the norms)."""
+    lr = scaled_lr(args)
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if args.norm_weight_decay is None:
+        groups = [{"params": [p for _, p in trainable], "weight_decay": args.weight_decay}]
+    else:
+        norm_ids = {
+            id(p)
+            for m in model.modules()
+            if isinstance(m, _NORM_LAYERS)
+            for p in m.parameters(recurse=False)
+        }
+        norm = [p for n, p in trainable if id(p) in norm_ids or n.endswith(".bias")]
+        other = [p for n, p in trainable if not (id(p) in norm_ids or n.endswith(".bias"))]
+        groups = [
+            {"params": other, "weight_decay": args.weight_decay},
+            {"params": norm, "weight_decay": args.norm_weight_decay},
+        ]
+    if lr != args.lr:
+        log.info(
+            "learning rate %.3g (--lr %.3g x batch %d / %d, --lr-scale linear)",
+            lr,
+            args.lr,
+            args.batch_size,
+            LR_REFERENCE_BATCH,
+        )
+    if args.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=args.momentum)
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+_NORM_LAYERS = (_BatchNorm, torch.nn.GroupNorm, torch.nn.LayerNorm, FrozenBatchNorm2d)
+
+
 def make_lr_lambda(args, steps_per_epoch: int):
     """Linear warmup from 0.1% of the rate, then cosine to zero or steps down at --lr-steps."""
     total = max(1, args.epochs * steps_per_epoch)
@@ -117,7 +174,9 @@ def amp_dtype(args, device: torch.device) -> torch.dtype | None:
     if device.type != "cuda":
         log.warning("--amp: ignored on the CPU (mixed precision here is for GPUs)")
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    # Emulated bf16 (Turing, e.g. T4) is slow: those GPUs get fp16 with a GradScaler.
+    native_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+    return torch.bfloat16 if native_bf16 else torch.float16
 
 
 def main(args) -> int:
@@ -196,15 +255,9 @@ def _train(args, info: du.DistInfo) -> int:
     model.to(info.device)
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
-    model = wrap_model(model, args, info)
-    model_without_ddp = model.module
-    params = [p for p in model.parameters() if p.requires_grad]
-    if args.optimizer == "sgd":
-        optimizer = torch.optim.SGD(
-            params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay
-        )
-    else:
-        optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
+    model = wrap_model(TrainForward(model), args, info)
+    model_without_ddp = model.module.detector
+    optimizer = build_optimizer(model_without_ddp, args)
     lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, make_lr_lambda(args, steps_per_epoch)
     )
@@ -265,6 +318,7 @@ def _train(args, info: du.DistInfo) -> int:
         writer,
         global_step,
         inject=injected_nonfinite(info.rank),
+        criterion=RetinaNetLoss.from_model(model_without_ddp) if args.loss == "batched" else None,
     )
     t_start = time.time() - elapsed  # elapsed_s continues across a resume
 

@@ -107,7 +107,8 @@ def _loader_kwargs(args, device) -> dict:
         "collate_fn": collate,
         "pin_memory": device.type == "cuda",
         "worker_init_fn": _ignore_stop_signals if workers > 0 else None,
-        "persistent_workers": False,
+        # Workers stay between epochs (no re-fork, no second copy of the dataset each epoch).
+        "persistent_workers": workers > 0,
     }
 
 

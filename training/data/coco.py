@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import logging
 import os
 
@@ -28,7 +29,7 @@ class CocoDataset(DetectionDataset):
         super().__init__(image_size, train, seed)
         self.ann_file = ann_file
         self.counts = {"crowd": 0, "degenerate": 0, "empty_images": 0}
-        self._gt: dict | None = None
+        self._gt_bytes: np.ndarray | None = None
         if not os.path.isfile(ann_file):
             self.issues.append(Issue(ann_file, 0, "missing file (annotation file)"))
             return
@@ -40,7 +41,9 @@ class CocoDataset(DetectionDataset):
         except Exception as exc:  # a JSON or structure error in the file
             self.issues.append(Issue(ann_file, 0, f"cannot read COCO annotations ({exc})"))
             return
-        self._gt = coco.dataset
+        # The JSON's Python objects would be copied into every worker page by page as their
+        # reference counts change (pytorch#13246): keep them as one numpy byte array instead.
+        self._gt_bytes = np.frombuffer(json.dumps(coco.dataset).encode(), dtype=np.uint8)
         cats = sorted(coco.cats)
         self.category_ids = cats
         self.class_names = [coco.cats[c]["name"] for c in cats]
@@ -100,5 +103,8 @@ class CocoDataset(DetectionDataset):
             f"dropped, {c['empty_images']} images without boxes kept"
         )
 
-    def coco_gt(self) -> dict:
-        return self._gt
+    def coco_gt(self) -> dict | None:
+        """The annotation file's dict (for COCOeval), parsed again from the stored bytes."""
+        if self._gt_bytes is None:
+            return None
+        return json.loads(self._gt_bytes.tobytes())

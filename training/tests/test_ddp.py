@@ -316,9 +316,11 @@ def _tb_losses(out) -> list[float]:
 
 
 def test_default_fast_settings_match_the_seed_recipe(tmp_path):
-    """Same seed and data: defaults vs fp32 + find_unused_parameters=True, step by step."""
+    """Same seed and data: defaults (the batched loss among them) vs the seed's fp32,
+    find_unused_parameters=True and torchvision's loss, step by step."""
+    plain_flags = ("--find-unused-parameters", "--no-amp", "--loss=torchvision")
     losses = []
-    for name, extra in (("fast", ()), ("plain", ("--find-unused-parameters", "--no-amp"))):
+    for name, extra in (("fast", ()), ("plain", plain_flags)):
         out = tmp_path / name
         args = (*TINY, "--train-size=24", "--epochs=1", f"--output-dir={out}", *extra)
         r = run(torchrun_cmd(*args))

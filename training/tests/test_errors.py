@@ -65,6 +65,8 @@ CASES = [
      "is not a training checkpoint"),
     ("unreadable-checkpoints", TRAIN, [*TINY, "--output-dir", "{W}/broken"],
      "no readable checkpoint"),
+    ("frozen-bn-without-weights", TRAIN, [*TINY, "--output-dir", "{W}/new", "--frozen-bn"],
+     "--frozen-bn needs --weights"),
     ("weights-missing", TRAIN, [*TINY, "--output-dir", "{W}/new", "--weights", "{W}/no.pt"],
      "--weights {W}/no.pt: no such file"),
     ("coco-without-files", TRAIN, [*TINY, "--output-dir", "{W}/new", "--dataset", "coco"],

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 from torchvision.models.detection import _utils as det_utils
+from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.image_list import ImageList
 from torchvision.ops import boxes as box_ops
 
@@ -351,22 +352,28 @@ def test_canvas_anchors_equal_torchvision_anchor_generator_in_fp32(models, backb
 def test_anchors_under_bf16_autocast_torchvision_rounds_them_ours_stay_fp32():
     """Issue 10's first defect, reproduced on the CPU: torchvision's AnchorGenerator builds
     anchors in the feature maps' dtype, so under bf16 autocast they are off by pixels (and its
-    cell anchors are left in bf16 for later calls)."""
+    cell anchors are left in bf16 for later calls). The model's own generator and
+    canvas_anchors stay fp32."""
     model = build_model("resnet10", 3, 512)
+    generator = model.anchor_generator
+    torchvision_generator = AnchorGenerator(generator.sizes, generator.aspect_ratios)
     canvas = (512, 512)
     images = ImageList(torch.zeros(1, 3, *canvas), [canvas])
     exact = canvas_anchors(model, canvas)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         features = list(model.backbone(torch.zeros(1, 3, *canvas)).values())
         assert features[0].dtype == torch.bfloat16
-        theirs = model.anchor_generator(images, features)[0]
+        theirs = torchvision_generator(images, features)[0]
+        models_own = generator(images, features)[0]
         ours = canvas_anchors(model, canvas)
     assert theirs.dtype == torch.bfloat16
     error = (theirs.float() - exact).abs()
     assert error.max().item() >= 1.0  # whole pixels
     assert ours.dtype == torch.float32 and torch.equal(ours, exact)
-    # The generator's own cell anchors were converted in place; ours ignore them.
-    assert model.anchor_generator.cell_anchors[0].dtype == torch.bfloat16
+    assert models_own.dtype == torch.float32 and torch.equal(models_own, exact)
+    # torchvision's cell anchors were converted in place; the model's were not.
+    assert torchvision_generator.cell_anchors[0].dtype == torch.bfloat16
+    assert generator.cell_anchors[0].dtype == torch.float32
     assert torch.equal(canvas_anchors(model, canvas), exact)
 
 
