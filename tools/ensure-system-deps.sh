@@ -2,7 +2,8 @@
 # Install the system packages the tests need, only when some are missing.
 # podman + runc run molecule's systemd containers (crun fails on this cgroup setup),
 # debootstrap builds their image locally (no registry is reachable), graphviz renders
-# tree PNGs, dpkg-dev builds the stand-in apt repository of the driver tests.
+# tree PNGs, dpkg-dev builds the stand-in apt repository of the driver tests, gcc compiles the
+# stand-in libcuda of the CUDA probe's tests.
 set -euo pipefail
 
 need=()
@@ -11,6 +12,7 @@ command -v runc >/dev/null || need+=(runc)
 command -v debootstrap >/dev/null || need+=(debootstrap)
 command -v dot >/dev/null || need+=(graphviz)
 command -v dpkg-scanpackages >/dev/null || need+=(dpkg-dev)
+command -v cc >/dev/null || need+=(gcc)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ]; then
