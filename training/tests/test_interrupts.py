@@ -17,18 +17,11 @@ from training import checkpoint as ckpt
 from training import engine
 from training.checkpoint import load_file
 
+from . import conftest
 from .conftest import Launch, clean_env, run
 
-TINY = [
-    "--device=cpu",
-    "--image-size=64",
-    "--train-size=16",
-    "--val-size=4",
-    "--batch-size=8",
-    "--workers=0",
-    "--log-every=1",
-    "--progress=log",
-]
+# The shared tiny settings with a smaller dataset: these tests train more than once.
+TINY = [*conftest.TINY, "--train-size=16", "--val-size=4"]
 
 
 def test_failed_write_removes_its_temporary_and_keeps_the_file_in_place(tmp_path, monkeypatch):

@@ -14,17 +14,11 @@ from training import run_dir
 from training.checkpoint import load_file
 from training.errors import UsageError
 
+from . import conftest
 from .conftest import clean_env, run
 
-TINY = [
-    "--device=cpu",
-    "--image-size=64",
-    "--train-size=16",
-    "--val-size=4",
-    "--batch-size=8",
-    "--workers=0",
-    "--progress=log",
-]
+# The shared tiny settings with a smaller dataset: these tests train more than once.
+TINY = [*conftest.TINY, "--train-size=16", "--val-size=4"]
 
 
 def _rows(out):
