@@ -108,6 +108,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of flag: value")
     parser.add_argument("--output-dir", default="outputs", help="checkpoints, logs, metrics")
     parser.add_argument(
+        "--shared-output-dir",
+        action="store_true",
+        help="OUTPUT_DIR is one folder on a shared file system, seen by every node: rank 0 "
+        "alone writes checkpoint.pt (default: the first process of every node keeps one in "
+        "its own OUTPUT_DIR, so that losing a node loses no checkpoint)",
+    )
+    parser.add_argument(
         "--resume",
         default="auto",
         metavar="auto|PATH|none",

@@ -22,7 +22,8 @@ barrier, logging that only rank 0 prints at INFO; (2) `data.train_loader`: a
 DistributedSampler with shuffling and per-process batch = global batch / world size;
 (3) `wrap_model`: SyncBatchNorm where there is trainable BatchNorm on GPUs, then DDP;
 (4) `sampler.set_epoch(epoch)` at the start of every epoch; (5) rank 0 alone writes
-`model_{epoch}.pt` and `checkpoint.pt`; (6) the launch lines above.
+`model_{epoch}.pt` (and `checkpoint.pt` with --shared-output-dir; otherwise the first process
+of every node keeps one, see nodes.py); (6) the launch lines above.
 
 On SIGTERM (systemctl stop, torchrun) or a first Ctrl-C the job finishes its step, writes
 checkpoint.pt and exits 0 (130 after Ctrl-C); the next launch resumes from there (`--resume
@@ -32,7 +33,6 @@ auto`). Exit status 1 means training failed (non-finite losses, a crash), 2 a us
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -46,7 +46,7 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from . import checkpoint as ckpt
 from . import distributed as du
-from . import pictures, run_dir
+from . import nodes, pictures, run_dir
 from .config import LR_REFERENCE_BATCH, get_args_parser, parse_args, resolve_defaults, scaled_lr
 from .data import DataError, build_dataset, check_data, train_loader, val_loader
 from .engine import (
@@ -196,28 +196,6 @@ def main(args) -> int:
         du.cleanup()
 
 
-def _prepare_output_dir(args) -> tuple[dict, str] | None:
-    """Rank 0, before any data is read: the folder, one run per folder, the checkpoint."""
-    run_dir.check_output_dir(args.output_dir)
-    if args.weights and not os.path.isfile(args.weights):
-        raise UsageError(f"--weights {args.weights}: no such file")
-    restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
-    if args.start_over and restart > 0:
-        # torchrun restarted the group: this run's own files are in the folder now
-        log.info("--start-over ignored on torchrun's restart %d: resuming this run", restart)
-        args.start_over, args.resume = False, "auto"
-    if args.start_over:
-        run_dir.move_run_aside(args.output_dir)
-        args.resume = "none"
-    run_dir.refuse_second_run(args)
-    if os.path.isdir(args.output_dir):
-        run_dir.remove_stale_temporaries(args.output_dir)
-    loaded = _load_resume_state(args)
-    if loaded is not None:
-        run_dir.check_resume(loaded[0]["config"], args, loaded[1])
-    return loaded
-
-
 @dataclass
 class Run:
     """What one training run holds from set-up to its last epoch (the names of torchvision's
@@ -238,6 +216,8 @@ class Run:
     lr_scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     amp_dtype: torch.dtype | None
+    node: nodes.Node | None = None
+    config: dict = field(default_factory=dict)  # rank 0's flags, saved in every checkpoint
     # Where the run stands; a resume sets these from the checkpoint.
     start_epoch: int = 0
     start_step: int = 0
@@ -246,6 +226,9 @@ class Run:
     stats: EpochStats = field(default_factory=EpochStats)
     best: dict = field(default_factory=lambda: {"map": -1.0, "map50": -1.0, "epoch": -1})
     saved_at: dict = field(default_factory=dict)  # the checkpoint on disk: named if a save fails
+    # Rank 0: the rows of metrics.jsonl so far; they travel in the checkpoint, so that the
+    # history follows rank 0 to another node. None: resumed from a checkpoint without them.
+    metrics: list | None = field(default_factory=list)
     t_start: float = 0.0
 
 
@@ -254,9 +237,13 @@ def _train(args, info: du.DistInfo) -> int:
     resolve_defaults(args, info.device.type, info.world_size)
     stop = StopFlag().install()
     torch.manual_seed(args.seed)
-    # The output folder and the checkpoint first: a mistake there is found in a second.
-    loaded = du.on_rank0(lambda: _prepare_output_dir(args))
+    # The output folders and the checkpoint first: a mistake there is found in a second.
+    node = nodes.this_node(args, info)
+    loaded = nodes.locate(args, info, node)
+    if loaded is not None:
+        du.on_rank0(lambda: run_dir.check_resume(loaded[0]["config"], args, loaded[1]))
     run = setup(args, info, loaded)
+    run.node, run.config = node, du.broadcast(dict(vars(args)))
     if loaded is not None:
         resume(run, *loaded)
         loaded = None  # the model and optimizer hold their own copies now
@@ -367,6 +354,8 @@ def resume(run: Run, state: dict, path: str) -> None:
     run.stats = EpochStats(**state["epoch_stats"])
     run.best = state["best"]
     run.elapsed = float(state.get("elapsed_s", 0.0))
+    rows = state.get("metrics")
+    run.metrics = None if rows is None else [r for r in rows if r["epoch"] < run.start_epoch]
     if len(state.get("rng", [])) == info.world_size:
         ckpt.set_rng_state(state["rng"][info.rank])
     log.info(
@@ -380,23 +369,41 @@ def resume(run: Run, state: dict, path: str) -> None:
 
 
 def _open_writer(run: Run):
-    """Rank 0: the output folder, metrics.jsonl cut back to the resumed epoch, TensorBoard."""
+    """Rank 0: the output folder, metrics.jsonl as of the resumed epoch (the checkpoint's
+    rows, wherever they were written), TensorBoard."""
     if not run.info.is_main:
         return None
     out = run.args.output_dir
     os.makedirs(out, exist_ok=True)
-    run_dir.truncate_metrics(out, run.start_epoch)
+    if run.metrics is None:
+        run_dir.truncate_metrics(out, run.start_epoch)
+    else:
+        run_dir.write_metrics(out, run.metrics)
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(os.path.join(out, "tensorboard"), purge_step=run.global_step)
 
 
 def save(run: Run, ctx: TrainContext, epoch: int, step: int, model_files: dict | None = None):
-    """Every rank: gather the RNG states; rank 0 writes; a failed write stops all ranks."""
+    """Every rank: gather the RNG states; rank 0 writes the model files, the writers (rank 0,
+    or the first process of every node: nodes.py) checkpoint.pt; a failed write stops all
+    ranks."""
     rng = du.all_gather(ckpt.rng_state())
-    args = run.args
+    args, node = run.args, run.node
+    common = {
+        "epoch_stats": run.stats.as_dict(),
+        "best": dict(run.best),
+        "elapsed_s": time.time() - run.t_start,
+        "metrics": list(run.metrics or []),
+    }
+    if nodes.several_write(args, node):
+        # One state on every node: rank 0's BatchNorm buffers, epoch sums, best mAP and clock.
+        nodes.sync_buffers(run.model_without_ddp)
+        common = du.broadcast(common)
+    where = f" on {node}" if nodes.several_write(args, node) and not run.info.is_main else ""
 
     def write():
+        os.makedirs(args.output_dir, exist_ok=True)
         for name, payload in (model_files or {}).items():
             target = os.path.join(args.output_dir, name)
             try:
@@ -411,22 +418,23 @@ def save(run: Run, ctx: TrainContext, epoch: int, step: int, model_files: dict |
             "epoch": epoch,
             "step": step,
             "global_step": ctx.global_step,
-            "epoch_stats": run.stats.as_dict(),
-            "best": dict(run.best),
+            "epoch_stats": common["epoch_stats"],
+            "best": common["best"],
             "rng": rng,
-            "config": dict(vars(args)),
+            "config": dict(run.config),
             "class_names": list(run.train_set.class_names),
             "world_size": run.info.world_size,
-            "elapsed_s": time.time() - run.t_start,
+            "elapsed_s": common["elapsed_s"],
+            "metrics": common["metrics"],
         }
         try:
             path = ckpt.save_checkpoint(state, args.output_dir)
         except OSError as exc:
-            target = os.path.join(args.output_dir, ckpt.LATEST)
+            target = os.path.join(args.output_dir, ckpt.LATEST) + where
             raise UsageError(_save_failed(target, exc, run.saved_at)) from None
         log.info("saved %s (epoch %d, step %d)", path, epoch, step)
 
-    du.on_rank0(write)
+    nodes.on_writers(node, write)
     run.saved_at.update(epoch=epoch, step=step)
 
 
@@ -483,9 +491,9 @@ def end_epoch(run: Run, ctx: TrainContext, epoch: int, stats_map) -> dict:
     run.start_step = 0
     files = {}
     if info.is_main:  # seed step 5: rank 0 alone writes, the unwrapped model's state_dict
-        record = _record_epoch(
-            args, ctx.writer, epoch, summary, stats_map, run.optimizer, run.t_start
-        )
+        record = _record_epoch(run, ctx.writer, epoch, summary, stats_map)
+        if run.metrics is not None:
+            run.metrics.append(record)
         try:
             pictures.write_curves(args.output_dir)
         except (OSError, ValueError) as exc:  # a convenience: never stop a run for it
@@ -530,14 +538,18 @@ def _save_failed(target: str, exc: OSError, saved_at: dict) -> str:
     )
 
 
-def _record_epoch(args, writer, epoch, summary, stats_map, optimizer, t_start) -> dict:
-    """One line of metrics.jsonl, TensorBoard scalars and a log line for the epoch."""
+def _record_epoch(run: Run, writer, epoch, summary, stats_map) -> dict:
+    """One line of metrics.jsonl, TensorBoard scalars and a log line for the epoch.
+    `world_size` is the number of processes at the epoch's end (a resume may change it)."""
     record = {"epoch": epoch, **summary, "map": None, "map50": None}
     if stats_map:
         record.update(map=stats_map[0], map50=stats_map[1], map75=stats_map[2])
-    record.update(lr=optimizer.param_groups[0]["lr"], elapsed_s=round(time.time() - t_start, 1))
-    with open(os.path.join(args.output_dir, "metrics.jsonl"), "a") as f:
-        f.write(json.dumps(record) + "\n")
+    record.update(
+        lr=run.optimizer.param_groups[0]["lr"],
+        elapsed_s=round(time.time() - run.t_start, 1),
+        world_size=run.info.world_size,
+    )
+    run_dir.append_metrics(run.args.output_dir, record)
     for key in ("loss", "img_per_s", "map", "map50"):
         if record[key] is not None:
             writer.add_scalar(f"epoch/{key}", record[key], epoch)
@@ -552,18 +564,6 @@ def _record_epoch(args, writer, epoch, summary, stats_map, optimizer, t_start) -
         f", {record['skipped_steps']} steps skipped" if record["skipped_steps"] else "",
     )
     return record
-
-
-def _load_resume_state(args):
-    """(state, path) to resume from, or None; runs on rank 0 (the only rank with the files)."""
-    if args.resume == "none":
-        return None
-    if args.resume == "auto":
-        found = ckpt.load_latest(args.output_dir)
-        if found is None:
-            log.info("no checkpoint in %s: starting from scratch", args.output_dir)
-        return found
-    return ckpt.load_file(args.resume), args.resume
 
 
 def cli(argv=None) -> int:

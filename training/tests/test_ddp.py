@@ -168,27 +168,6 @@ def test_evaluate_and_predict_clis_on_the_saved_model(two_epochs, tmp_path):
     assert re.search(r"^  (circle|square|triangle) \d\.\d\d \[", r.stdout, re.M)
 
 
-def test_two_nodes_with_c10d_rendezvous_only_rank0_writes(tmp_path):
-    """Two torchrun agents (one process each) meet through c10d, as on two machines."""
-    port = 29400 + int(time.time() * 1000) % 1000
-    launcher = (
-        "--nnodes=2",
-        "--rdzv-backend=c10d",
-        f"--rdzv-endpoint=127.0.0.1:{port}",
-        "--rdzv-id=test-job",
-    )
-    nodes = []
-    for n in ("node0", "node1"):
-        (tmp_path / n).mkdir()
-        cmd = torchrun_cmd(*TINY, "--epochs=1", "--output-dir=out", nproc=1, launcher=launcher)
-        nodes.append(Launch(cmd, cwd=tmp_path / n))
-    rcs = [node.wait(150) for node in nodes]
-    assert rcs == [0, 0], nodes[0].output[-3000:] + nodes[1].output[-3000:]
-    written = [n for n in ("node0", "node1") if (tmp_path / n / "out").exists()]
-    assert len(written) == 1  # the node that hosts rank 0
-    assert (tmp_path / written[0] / "out" / "model_0.pt").exists()
-
-
 def test_max_restarts_recovers_from_a_killed_worker(tmp_path):
     out = tmp_path / "out"
     cmd = torchrun_cmd(*TINY, "--train-size=96", "--epochs=2", f"--output-dir={out}")
