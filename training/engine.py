@@ -28,8 +28,9 @@ from tqdm import tqdm
 
 from . import distributed as du
 from .anchors import canvas_anchors
-from .evaluate import coco_stats
+from .coco_scoring import coco_stats
 from .loss import RetinaNetLoss, pad_targets
+from .postprocess import detect
 
 log = logging.getLogger("training")
 
@@ -280,6 +281,9 @@ def train_one_epoch(ctx: TrainContext, loader, epoch: int, start_step: int, step
 def predict_shard(model, loader, device, stop: StopFlag | None = None, progress: str = "auto"):
     """This rank's detections, boxes in original image coordinates (x, y, w, h).
 
+    The model's transform, backbone and head, then one batched post-processing per batch
+    (training/postprocess.py: torchvision's detections up to ties, without its per-image loop).
+
     Returns None on every rank when some rank was asked to stop (checked once per batch).
     Rank 0 shows progress: a bar on a terminal, else a log line every tenth of the pass
     with the time left.
@@ -295,6 +299,7 @@ def predict_shard(model, loader, device, stop: StopFlag | None = None, progress:
     )
     every = max(1, total // 10)
     tic = time.perf_counter()
+    anchors: dict = {}  # fp32 anchors per canvas, for the batched post-processing
     for n, (images, targets) in enumerate(loader, 1):
         if stop is not None:
             flag = torch.tensor([float(stop.requested)], device=device)
@@ -303,7 +308,7 @@ def predict_shard(model, loader, device, stop: StopFlag | None = None, progress:
                 if bar is not None:
                     bar.close()
                 return None
-        outputs = model([img.to(device) for img in images])
+        outputs = detect(model, [img.to(device) for img in images], anchors)
         for out, t in zip(outputs, targets, strict=True):
             sx, sy = t["scale"]
             boxes = out["boxes"].float().cpu() / torch.tensor([sx, sy, sx, sy])
