@@ -76,6 +76,7 @@ class DetectionDataset(Dataset):
         self.class_names: list[str] = []
         self.category_ids: list[int] = []  # label -> category id for COCO evaluation
         self.issues: list[Issue] = []  # found while reading annotations (every rank alike)
+        self.uint8 = False  # items as uint8 pixels (the canvas input path) rather than [0, 1]
 
     def __len__(self) -> int:
         return len(self.records)
@@ -117,7 +118,16 @@ class DetectionDataset(Dataset):
             "image_id": rec.image_id,
             "scale": (scale_x, scale_y),
         }
-        return image.float().div_(255), target
+        return (image if self.uint8 else image.float().div_(255)), target
+
+    def image_sizes(self) -> np.ndarray:
+        """[N, 2] (width, height) of every original image; sizes the annotations lack (the
+        CSV format's) are read from the image headers."""
+        sizes = self.records.sizes()
+        for i in np.flatnonzero(sizes[:, 0] == 0):
+            with Image.open(self.records[int(i)].path) as im:
+                sizes[i] = im.size
+        return sizes
 
     def coco_gt(self) -> dict:
         """Ground truth in COCO format, original image coordinates, for pycocotools."""

@@ -95,3 +95,7 @@ class RecordTable(Sequence):
     def sizes(self) -> np.ndarray:
         """[N, 2] (width, height) of every image, for aspect-ratio grouping."""
         return np.stack([self.widths, self.heights], 1)
+
+    def max_boxes(self) -> int:
+        """The most boxes of any one image (0 for none)."""
+        return int(np.diff(self.box_ends, prepend=0).max(initial=0))
