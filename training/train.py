@@ -37,6 +37,7 @@ import logging
 import math
 import os
 import time
+from dataclasses import dataclass, field
 
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -217,13 +218,76 @@ def _prepare_output_dir(args) -> tuple[dict, str] | None:
     return loaded
 
 
+@dataclass
+class Run:
+    """What one training run holds from set-up to its last epoch (the names of torchvision's
+    references: `model` is the DDP wrapper, `model_without_ddp` the detector it trains)."""
+
+    args: object
+    info: du.DistInfo
+    train_set: object
+    val_set: object
+    loader: object
+    sampler: object
+    per_rank: int  # images per process and step
+    steps_per_epoch: int
+    val: object  # the validation loader
+    model: DistributedDataParallel
+    model_without_ddp: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+    # Where the run stands; a resume sets these from the checkpoint.
+    start_epoch: int = 0
+    start_step: int = 0
+    global_step: int = 0
+    elapsed: float = 0.0  # seconds trained before this launch (elapsed_s goes on)
+    stats: EpochStats = field(default_factory=EpochStats)
+    best: dict = field(default_factory=lambda: {"map": -1.0, "map50": -1.0, "epoch": -1})
+    saved_at: dict = field(default_factory=dict)  # the checkpoint on disk: named if a save fails
+    t_start: float = 0.0
+
+
 def _train(args, info: du.DistInfo) -> int:
+    """Set up, resume when there is a checkpoint, then train epoch after epoch."""
     resolve_defaults(args, info.device.type, info.world_size)
     stop = StopFlag().install()
     torch.manual_seed(args.seed)
     # The output folder and the checkpoint first: a mistake there is found in a second.
     loaded = du.on_rank0(lambda: _prepare_output_dir(args))
+    run = setup(args, info, loaded)
+    if loaded is not None:
+        resume(run, *loaded)
+        loaded = None  # the model and optimizer hold their own copies now
+    writer = _open_writer(run)
+    ctx = TrainContext(
+        run.model,
+        run.optimizer,
+        run.lr_scheduler,
+        run.scaler,
+        info.device,
+        run.amp_dtype,
+        args,
+        stop,
+        writer,
+        run.global_step,
+        inject=injected_nonfinite(info.rank),
+        criterion=(
+            RetinaNetLoss.from_model(run.model_without_ddp) if args.loss == "batched" else None
+        ),
+    )
+    run.t_start = time.time() - run.elapsed  # elapsed_s continues across a resume
+    status = train_epochs(run, ctx)
+    if status is None:
+        _log_done(run, writer)
+        return 0
+    return status
 
+
+def setup(args, info: du.DistInfo, loaded: tuple[dict, str] | None) -> Run:
+    """Seed steps 2 and 3: the data and its loaders, then the model wrapped in DDP, the
+    optimizer, the schedule and the scaler, all as a fresh run has them."""
     train_set, val_set = build_dataset(args, "train"), build_dataset(args, "val")
     check_data(train_set, val_set)  # raises the same DataError on every rank
     if train_set.class_names != val_set.class_names:
@@ -263,158 +327,194 @@ def _train(args, info: du.DistInfo) -> int:
     )
     dtype = amp_dtype(args, info.device)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-
-    start_epoch, start_step, global_step, elapsed = 0, 0, 0, 0.0
-    saved_at: dict = {}  # the checkpoint on disk: named when a later save fails
-    stats, best = EpochStats(), {"map": -1.0, "map50": -1.0, "epoch": -1}
-    if loaded is not None:
-        state, path = loaded
-        try:
-            model_without_ddp.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as exc:  # the same on every rank
-            raise UsageError(
-                f"{path} does not fit this model (--backbone {args.backbone}, "
-                f"{train_set.num_classes} classes, --optimizer {args.optimizer}): "
-                f"{str(exc).splitlines()[0]}; use its flags, or --start-over"
-            ) from None
-        lr_scheduler.load_state_dict(state["lr_scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch, global_step = state["epoch"], state["global_step"]
-        # Samples already seen this epoch, in steps of the current global batch.
-        start_step = state["step"] * state["config"]["batch_size"] // args.batch_size
-        start_step = min(start_step, steps_per_epoch)
-        stats = EpochStats(**state["epoch_stats"])
-        best = state["best"]
-        elapsed = float(state.get("elapsed_s", 0.0))
-        if len(state.get("rng", [])) == info.world_size:
-            ckpt.set_rng_state(state["rng"][info.rank])
-        log.info(
-            "resumed from epoch %d, step %d/%d (%s)",
-            start_epoch,
-            start_step,
-            steps_per_epoch,
-            path,
-        )
-        saved_at.update(epoch=start_epoch, step=state["step"])
-        del state, loaded  # the model and optimizer hold their own copies now
-
-    writer = None
-    if info.is_main:
-        os.makedirs(args.output_dir, exist_ok=True)
-        run_dir.truncate_metrics(args.output_dir, start_epoch)
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(os.path.join(args.output_dir, "tensorboard"), purge_step=global_step)
-    ctx = TrainContext(
+    return Run(
+        args,
+        info,
+        train_set,
+        val_set,
+        loader,
+        sampler,
+        per_rank,
+        steps_per_epoch,
+        val,
         model,
+        model_without_ddp,
         optimizer,
         lr_scheduler,
         scaler,
-        info.device,
         dtype,
-        args,
-        stop,
-        writer,
-        global_step,
-        inject=injected_nonfinite(info.rank),
-        criterion=RetinaNetLoss.from_model(model_without_ddp) if args.loss == "batched" else None,
     )
-    t_start = time.time() - elapsed  # elapsed_s continues across a resume
 
-    def save(epoch: int, step: int, model_files: dict | None = None) -> None:
-        """Every rank: gather the RNG states; rank 0 writes; a failed write stops all ranks."""
-        rng = du.all_gather(ckpt.rng_state())
 
-        def write():
-            for name, payload in (model_files or {}).items():
-                target = os.path.join(args.output_dir, name)
-                try:
-                    ckpt.atomic_save(payload, target)
-                except OSError as exc:
-                    raise UsageError(_save_failed(target, exc, saved_at)) from None
-            state = {
-                "model": model_without_ddp.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "lr_scheduler": lr_scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "epoch": epoch,
-                "step": step,
-                "global_step": ctx.global_step,
-                "epoch_stats": stats.as_dict(),
-                "best": dict(best),
-                "rng": rng,
-                "config": dict(vars(args)),
-                "class_names": list(train_set.class_names),
-                "world_size": info.world_size,
-                "elapsed_s": time.time() - t_start,
-            }
+def resume(run: Run, state: dict, path: str) -> None:
+    """Load a checkpoint into the run: the states, where the run stands, this rank's RNG."""
+    args, info = run.args, run.info
+    try:
+        run.model_without_ddp.load_state_dict(state["model"])
+        run.optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:  # the same on every rank
+        raise UsageError(
+            f"{path} does not fit this model (--backbone {args.backbone}, "
+            f"{run.train_set.num_classes} classes, --optimizer {args.optimizer}): "
+            f"{str(exc).splitlines()[0]}; use its flags, or --start-over"
+        ) from None
+    run.lr_scheduler.load_state_dict(state["lr_scheduler"])
+    run.scaler.load_state_dict(state["scaler"])
+    run.start_epoch, run.global_step = state["epoch"], state["global_step"]
+    # Samples already seen this epoch, in steps of the current global batch.
+    start_step = state["step"] * state["config"]["batch_size"] // args.batch_size
+    run.start_step = min(start_step, run.steps_per_epoch)
+    run.stats = EpochStats(**state["epoch_stats"])
+    run.best = state["best"]
+    run.elapsed = float(state.get("elapsed_s", 0.0))
+    if len(state.get("rng", [])) == info.world_size:
+        ckpt.set_rng_state(state["rng"][info.rank])
+    log.info(
+        "resumed from epoch %d, step %d/%d (%s)",
+        run.start_epoch,
+        run.start_step,
+        run.steps_per_epoch,
+        path,
+    )
+    run.saved_at.update(epoch=run.start_epoch, step=state["step"])
+
+
+def _open_writer(run: Run):
+    """Rank 0: the output folder, metrics.jsonl cut back to the resumed epoch, TensorBoard."""
+    if not run.info.is_main:
+        return None
+    out = run.args.output_dir
+    os.makedirs(out, exist_ok=True)
+    run_dir.truncate_metrics(out, run.start_epoch)
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(os.path.join(out, "tensorboard"), purge_step=run.global_step)
+
+
+def save(run: Run, ctx: TrainContext, epoch: int, step: int, model_files: dict | None = None):
+    """Every rank: gather the RNG states; rank 0 writes; a failed write stops all ranks."""
+    rng = du.all_gather(ckpt.rng_state())
+    args = run.args
+
+    def write():
+        for name, payload in (model_files or {}).items():
+            target = os.path.join(args.output_dir, name)
             try:
-                path = ckpt.save_checkpoint(state, args.output_dir)
+                ckpt.atomic_save(payload, target)
             except OSError as exc:
-                target = os.path.join(args.output_dir, ckpt.LATEST)
-                raise UsageError(_save_failed(target, exc, saved_at)) from None
-            log.info("saved %s (epoch %d, step %d)", path, epoch, step)
+                raise UsageError(_save_failed(target, exc, run.saved_at)) from None
+        state = {
+            "model": run.model_without_ddp.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "lr_scheduler": run.lr_scheduler.state_dict(),
+            "scaler": run.scaler.state_dict(),
+            "epoch": epoch,
+            "step": step,
+            "global_step": ctx.global_step,
+            "epoch_stats": run.stats.as_dict(),
+            "best": dict(run.best),
+            "rng": rng,
+            "config": dict(vars(args)),
+            "class_names": list(run.train_set.class_names),
+            "world_size": run.info.world_size,
+            "elapsed_s": time.time() - run.t_start,
+        }
+        try:
+            path = ckpt.save_checkpoint(state, args.output_dir)
+        except OSError as exc:
+            target = os.path.join(args.output_dir, ckpt.LATEST)
+            raise UsageError(_save_failed(target, exc, run.saved_at)) from None
+        log.info("saved %s (epoch %d, step %d)", path, epoch, step)
 
-        du.on_rank0(write)
-        saved_at.update(epoch=epoch, step=step)
+    du.on_rank0(write)
+    run.saved_at.update(epoch=epoch, step=step)
+
+
+def train_epochs(run: Run, ctx: TrainContext) -> int | None:
+    """Seed step 4 and the loop: train, evaluate, record and checkpoint every epoch.
+
+    Returns None when the last epoch is done, or the exit status after a stop request (the
+    checkpoint is written by then)."""
+    args, info, stop = run.args, run.info, ctx.stop
 
     def stopped_line(where: str) -> int:
         log.info("stopped by %s %s; checkpoint written, exiting", stop.signal, where)
         return stop.exit_status
 
-    for epoch in range(start_epoch, args.epochs):
-        sampler.set_epoch(epoch, start=start_step * per_rank)  # seed step 4
-        step, stopped = train_one_epoch(ctx, loader, epoch, start_step, steps_per_epoch, stats)
+    for epoch in range(run.start_epoch, args.epochs):
+        run.sampler.set_epoch(epoch, start=run.start_step * run.per_rank)  # seed step 4
+        step, stopped = train_one_epoch(
+            ctx, run.loader, epoch, run.start_step, run.steps_per_epoch, run.stats
+        )
         if stopped:
-            save(epoch, step)
+            save(run, ctx, epoch, step)
             return stopped_line(f"at epoch {epoch} step {step}")
         stats_map = None
         if (args.eval_every and (epoch + 1) % args.eval_every == 0) or epoch == args.epochs - 1:
             eval_out: dict = {}
             stats_map = evaluate(
-                model_without_ddp, val, info.device, val_set, stop, args.progress, eval_out
+                run.model_without_ddp,
+                run.val,
+                info.device,
+                run.val_set,
+                stop,
+                args.progress,
+                eval_out,
             )
             if stats_map is None:  # stopped during evaluation: evaluate again on resume
-                save(epoch, steps_per_epoch)
+                save(run, ctx, epoch, run.steps_per_epoch)
                 return stopped_line(f"while evaluating epoch {epoch}")
             if info.is_main:
-                pictures.log_evaluation(writer, args.output_dir, val_set, eval_out, epoch)
-        summary = stats.summary()
-        improved = bool(info.is_main and stats_map and stats_map[0] > best["map"])
-        if improved:
-            best = {"map": stats_map[0], "map50": stats_map[1], "epoch": epoch}
-        stats = EpochStats()
-        start_step = 0
-        files = {}
-        if info.is_main:  # seed step 5: rank 0 alone writes, the unwrapped model's state_dict
-            record = _record_epoch(args, writer, epoch, summary, stats_map, optimizer, t_start)
-            try:
-                pictures.write_curves(args.output_dir)
-            except (OSError, ValueError) as exc:  # a convenience: never stop a run for it
-                log.warning("could not draw curves.png: %s", exc)
-            payload = model_file(model_without_ddp, args, train_set.class_names, epoch, record)
-            files = {f"model_{epoch}.pt": payload}
-            if improved:
-                files["model_best.pt"] = payload
-        save(epoch + 1, 0, files)
+                pictures.log_evaluation(ctx.writer, args.output_dir, run.val_set, eval_out, epoch)
+        files = end_epoch(run, ctx, epoch, stats_map)
+        save(run, ctx, epoch + 1, 0, files)
+    return None
 
-    if info.is_main:
-        if writer is not None:
-            writer.close()
-        if best["epoch"] >= 0:
-            log.info(
-                "done: %d epochs; best mAP %.3f (mAP@0.5 %.3f) at epoch %d: %s (also %s)",
-                args.epochs,
-                best["map"],
-                best["map50"],
-                best["epoch"],
-                os.path.join(args.output_dir, f"model_{best['epoch']}.pt"),
-                os.path.join(args.output_dir, "model_best.pt"),
-            )
-        else:
-            log.info("done: %d epochs; no evaluation ran", args.epochs)
-    return 0
+
+def end_epoch(run: Run, ctx: TrainContext, epoch: int, stats_map) -> dict:
+    """Close the epoch: the best mAP, a fresh EpochStats and, on rank 0, the epoch's metrics
+    and curves; returns the model files to write with the checkpoint (seed step 5)."""
+    args, info = run.args, run.info
+    summary = run.stats.summary()
+    improved = bool(info.is_main and stats_map and stats_map[0] > run.best["map"])
+    if improved:
+        run.best = {"map": stats_map[0], "map50": stats_map[1], "epoch": epoch}
+    run.stats = EpochStats()
+    run.start_step = 0
+    files = {}
+    if info.is_main:  # seed step 5: rank 0 alone writes, the unwrapped model's state_dict
+        record = _record_epoch(
+            args, ctx.writer, epoch, summary, stats_map, run.optimizer, run.t_start
+        )
+        try:
+            pictures.write_curves(args.output_dir)
+        except (OSError, ValueError) as exc:  # a convenience: never stop a run for it
+            log.warning("could not draw curves.png: %s", exc)
+        payload = model_file(run.model_without_ddp, args, run.train_set.class_names, epoch, record)
+        files = {f"model_{epoch}.pt": payload}
+        if improved:
+            files["model_best.pt"] = payload
+    return files
+
+
+def _log_done(run: Run, writer) -> None:
+    if not run.info.is_main:
+        return
+    if writer is not None:
+        writer.close()
+    args, best = run.args, run.best
+    if best["epoch"] >= 0:
+        log.info(
+            "done: %d epochs; best mAP %.3f (mAP@0.5 %.3f) at epoch %d: %s (also %s)",
+            args.epochs,
+            best["map"],
+            best["map50"],
+            best["epoch"],
+            os.path.join(args.output_dir, f"model_{best['epoch']}.pt"),
+            os.path.join(args.output_dir, "model_best.pt"),
+        )
+    else:
+        log.info("done: %d epochs; no evaluation ran", args.epochs)
 
 
 def _save_failed(target: str, exc: OSError, saved_at: dict) -> str:
