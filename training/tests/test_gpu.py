@@ -103,3 +103,15 @@ def test_compiled_forward_loss_builds_one_graph_set_per_canvas_and_matches_eager
         seen.append(len(graphs))
     per_canvas = seen[0]
     assert per_canvas > 0 and seen == [per_canvas, 2 * per_canvas, *[2 * per_canvas] * 3]
+
+
+def test_optimizers_are_fused_for_gpu_parameters():
+    from training import train
+    from training.config import get_args_parser, parse_args, resolve_defaults
+    from training.model import build_model
+
+    model = build_model("resnet18", 3, 128).cuda()
+    for name in ("adamw", "sgd"):
+        args = parse_args(get_args_parser(), ["--device=cuda", f"--optimizer={name}"])
+        resolve_defaults(args, "cuda", 1)
+        assert train.build_optimizer(model, args).defaults["fused"] is True
