@@ -2,13 +2,15 @@
 
 torchvision's references group by aspect ratio with a GroupedBatchSampler on top of a
 DistributedSampler, so each rank groups its own shard and the ranks may sit on different
-shapes at the same step. Here the grouping is done for the whole world at once: an epoch's
-permutation (from the seed and the epoch, the same on every rank) is cut, bucket by bucket,
-into global batches of `batch_size x world` images; the global batches are shuffled; rank r
-takes the r-th slice of each. So at every step all ranks train on the same canvas (one
-compiled graph per canvas, the same shapes in DDP's buckets), every image is used at most
-once per epoch, and the images that do not fill a last global batch of their bucket are left
-out of that epoch (drop_last, per bucket; another permutation next epoch).
+shapes at the same step. Here the grouping is done for the whole world at once. The epoch's
+permutation is DistributedSampler's (torch.randperm seeded with seed + epoch, the same on
+every rank); walking it, each bucket collects images and emits a global batch of
+`batch_size x world` images when it fills (torchvision's GroupedBatchSampler's rule), and
+rank r takes every world-th image of it, from the r-th on. So at every step all ranks train
+on the same canvas (one compiled graph per canvas, the same shapes in DDP's buckets), each
+image is used at most once per epoch, the images that do not fill a last global batch of
+their bucket sit out that epoch (drop_last, per bucket), and with a single bucket (square
+images) the batches are exactly DistributedSampler + BatchSampler(drop_last=True)'s.
 
 Items are (epoch, index), as `data.EpochSampler`'s, so augmentation depends on the epoch;
 `set_epoch(epoch, start)` skips the `start` samples this rank trained on before a mid-epoch
@@ -22,6 +24,7 @@ checkpoint.
 from __future__ import annotations
 
 import numpy as np
+import torch
 from torch.utils.data import Sampler
 
 
@@ -48,21 +51,22 @@ class GroupedBatchSampler(Sampler):
 
     def global_batches(self) -> list[np.ndarray]:
         """This epoch's global batches (every rank's images), in training order."""
-        rng = np.random.default_rng([self.seed, self.epoch])
-        order = rng.permutation(len(self.buckets))
+        g = torch.Generator()
+        g.manual_seed(self.seed + self.epoch)
+        order = torch.randperm(len(self.buckets), generator=g).numpy()
         world_batch = self.batch_size * self.num_replicas
-        batches = []
+        batches, filled_at = [], []
         for bucket in np.unique(self.buckets):
-            members = order[self.buckets[order] == bucket]
-            full = len(members) // world_batch * world_batch
-            batches += np.split(members[:full], full // world_batch) if full else []
-        return [batches[i] for i in rng.permutation(len(batches))]
+            where = np.flatnonzero(self.buckets[order] == bucket)  # positions in the walk
+            for start in range(0, len(where) - world_batch + 1, world_batch):
+                batches.append(order[where[start : start + world_batch]])
+                filled_at.append(where[start + world_batch - 1])
+        return [batches[i] for i in np.argsort(filled_at, kind="stable")]
 
     def __iter__(self):
         skip = self.start // self.batch_size
-        lo, hi = self.rank * self.batch_size, (self.rank + 1) * self.batch_size
         for batch in self.global_batches()[skip:]:
-            yield [(self.epoch, int(i)) for i in batch[lo:hi]]
+            yield [(self.epoch, int(i)) for i in batch[self.rank :: self.num_replicas]]
 
     def __len__(self) -> int:
         return max(0, self.num_batches - self.start // self.batch_size)

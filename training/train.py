@@ -92,12 +92,14 @@ def wrap_model(model: torch.nn.Module, args, info: du.DistInfo) -> DistributedDa
             synced = True
     # Rank 0's buffers are broadcast before every forward only where ranks can differ:
     # rank-local BatchNorm statistics. Frozen or synced BatchNorm is the same everywhere.
+    # (torch 2.14 spells broadcast_buffers=False this way; the sync at wrapping stays, and
+    # --weights, read on rank 0 only, needs it for FrozenBatchNorm2d's buffers.)
     return DistributedDataParallel(
         model,
         device_ids=[info.local_rank] if info.device.type == "cuda" else None,
         find_unused_parameters=args.find_unused_parameters,
         gradient_as_bucket_view=True,
-        broadcast_buffers=bool(trainable_bn) and not synced,
+        forward_sync_buffers=bool(trainable_bn) and not synced,
     )
 
 

@@ -44,3 +44,19 @@ def test_order_is_deterministic_per_seed_and_epoch_and_resume_skips_the_trained_
     assert [r[2:] for r in a] == resumed
     s = GroupedBatchSampler(buckets, 4, 2, 0)
     assert s.num_samples == len(a[0]) * 4 == 64 // 2
+
+
+def test_one_bucket_gives_distributed_sampler_and_batch_sampler_batches():
+    """Square images (one canvas): the seed's DistributedSampler(shuffle=True) +
+    BatchSampler(drop_last=True) batches, rank by rank, so runs compare step by step."""
+    from torch.utils.data import BatchSampler, DistributedSampler
+
+    data = list(range(40))
+    for epoch in (0, 5):
+        for rank in range(2):
+            ref = DistributedSampler(data, num_replicas=2, rank=rank, shuffle=True, seed=7)
+            ref.set_epoch(epoch)
+            ours = GroupedBatchSampler(np.zeros(40), 4, 2, rank, seed=7)
+            ours.set_epoch(epoch)
+            expected = [[(epoch, i) for i in b] for b in BatchSampler(ref, 4, drop_last=True)]
+            assert list(ours) == expected

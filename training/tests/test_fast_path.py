@@ -133,7 +133,7 @@ def test_ddp_broadcasts_buffers_only_for_rank_local_batchnorm(process_group):
         train.TrainForward(build_model("resnet10", 3, 64, True)), _args(), info
     )
     plain = train.wrap_model(train.TrainForward(build_model("resnet10", 3, 64)), _args(), info)
-    assert frozen.broadcast_buffers is False
-    assert plain.broadcast_buffers is True
+    assert frozen.forward_sync_buffers is False
+    assert plain.forward_sync_buffers is True
     # CPU parameters: the default (foreach) optimizer; fused is for CUDA parameters
     assert train.build_optimizer(build_model("resnet10", 3, 64), _args()).defaults["fused"] is None
