@@ -1,11 +1,13 @@
 """The training step's forward + loss on a canvas batch, eager or under torch.compile.
 
 With --input canvas every batch has one of a few fixed shapes (canvas, images per rank,
-boxes padded to the data's maximum), so `torch.compile(dynamic=False)` builds one graph per
-canvas and never again: normalisation, backbone, head (through the DDP module, whose
-buckets dynamo's DDPOptimizer splits the graph at) and the batched loss with its fp32
-anchors. The recompile limit is raised to the number of canvases (plus one for the first
-call's guard failures), so a new shape past it is a bug that torch reports, not a silent
+boxes padded to the data's maximum), so `torch.compile(dynamic=False)` compiles once per
+canvas and never again: normalisation, backbone, head (through the DDP module) and the
+batched loss with its fp32 anchors. One compilation is a few graphs, not one: dynamo breaks
+at DDP's `_pre_forward` (its Logger call) and, on purpose, at DDP's gradient buckets
+(DDPOptimizer, so that all-reduce overlaps backward); `torch._dynamo.explain` on the CPU
+model shows 4 graphs, 3 breaks, all of these. The recompile limit is raised to the number
+of canvases plus one, so a new shape past it is a bug that torch reports, not a silent
 slowdown.
 
     step = ForwardLoss(model, criterion, mean, std, channels_last, amp_dtype, compile=True)
@@ -61,7 +63,10 @@ class ForwardLoss:
                 torch._dynamo.config.cache_size_limit, limit
             )
             self.fn = torch.compile(_forward_loss, dynamic=False, backend=backend)
-            log.info("--compile: forward + loss compiled (%s), one graph per canvas", backend)
+            log.info(
+                "--compile: forward + loss compiled (%s) once per canvas, at its first batch",
+                backend,
+            )
 
     def __call__(self, images: CanvasImages, targets: PaddedTargets, anchors) -> dict:
         return self.fn(
