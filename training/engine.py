@@ -28,8 +28,11 @@ from tqdm import tqdm
 
 from . import distributed as du
 from .anchors import canvas_anchors
-from .evaluate import coco_stats
+from .canvas import CanvasImages, targets_to
+from .coco_scoring import coco_stats
+from .compiled import ForwardLoss
 from .loss import RetinaNetLoss, pad_targets
+from .postprocess import detect
 
 log = logging.getLogger("training")
 
@@ -121,6 +124,7 @@ class TrainContext:
     inject: set = field(default_factory=set)
     criterion: RetinaNetLoss | None = None  # --loss batched; None: torchvision's loss
     anchors: dict = field(default_factory=dict)  # canvas (H, W) -> [A, 4] fp32
+    forward_loss: ForwardLoss | None = None  # --input canvas: made on the first batch
 
 
 def injected_nonfinite(rank: int) -> set[int]:
@@ -148,10 +152,41 @@ def nonfinite_gradients(ctx: TrainContext) -> torch.Tensor:
     return (~torch.isfinite(torch.stack(norms).float().sum())).float()
 
 
+def to_device(images, targets, device):
+    """A batch from the loader on the device: a canvas batch (--input canvas) or lists."""
+    if isinstance(images, CanvasImages):
+        return images.to(device), targets_to(targets, device)
+    images = [img.to(device, non_blocking=True) for img in images]
+    targets = [{"boxes": t["boxes"].to(device), "labels": t["labels"].to(device)} for t in targets]
+    return images, targets
+
+
+def batch_len(images) -> int:
+    return images.pixels.shape[0] if isinstance(images, CanvasImages) else len(images)
+
+
 def forward_loss(ctx: TrainContext, images, targets, autocast) -> dict:
     """The two losses of a batch: torchvision's RetinaNet.forward, or (--loss batched) the
     detector's transform, backbone -> head through the DDP module, and the batched loss of
-    training/loss.py with fp32 anchors cached per canvas."""
+    training/loss.py with fp32 anchors cached per canvas. A canvas batch (--input canvas)
+    skips the transform: normalised on the device, already padded, targets already padded."""
+    if isinstance(images, CanvasImages):
+        detector = ctx.model.module.detector
+        canvas = tuple(images.pixels.shape[-2:])
+        anchors = ctx.anchors.get(canvas)
+        if anchors is None:
+            anchors = ctx.anchors[canvas] = canvas_anchors(detector, canvas, ctx.device)
+        if ctx.forward_loss is None:  # eager, or one torch.compile graph per canvas
+            ctx.forward_loss = ForwardLoss(
+                ctx.model,
+                ctx.criterion,
+                detector.transform.image_mean,
+                detector.transform.image_std,
+                channels_last=bool(getattr(ctx.args, "channels_last", False)),
+                amp_dtype=ctx.amp_dtype,
+                compile=bool(getattr(ctx.args, "compile", False)),
+            )
+        return ctx.forward_loss(images, targets, anchors)
     if ctx.criterion is None:
         with autocast:
             return ctx.model(images, targets)
@@ -182,10 +217,7 @@ def train_one_epoch(ctx: TrainContext, loader, epoch: int, start_step: int, step
         else contextlib.nullcontext()
     )
     for images, targets in loader:
-        images = [img.to(device, non_blocking=True) for img in images]
-        targets = [
-            {"boxes": t["boxes"].to(device), "labels": t["labels"].to(device)} for t in targets
-        ]
+        images, targets = to_device(images, targets, device)
         loss_dict = forward_loss(ctx, images, targets, autocast)
         loss_cls, loss_reg = loss_dict["classification"], loss_dict["bbox_regression"]
         loss = loss_cls + loss_reg
@@ -238,7 +270,7 @@ def train_one_epoch(ctx: TrainContext, loader, epoch: int, start_step: int, step
         ctx.lr_scheduler.step()
 
         toc = time.perf_counter()
-        n_images = len(images) * world
+        n_images = batch_len(images) * world
         stats.images += n_images
         stats.seconds += toc - tic
         img_per_s = n_images / (toc - tic)
@@ -280,6 +312,9 @@ def train_one_epoch(ctx: TrainContext, loader, epoch: int, start_step: int, step
 def predict_shard(model, loader, device, stop: StopFlag | None = None, progress: str = "auto"):
     """This rank's detections, boxes in original image coordinates (x, y, w, h).
 
+    The model's transform, backbone and head, then one batched post-processing per batch
+    (training/postprocess.py: torchvision's detections up to ties, without its per-image loop).
+
     Returns None on every rank when some rank was asked to stop (checked once per batch).
     Rank 0 shows progress: a bar on a terminal, else a log line every tenth of the pass
     with the time left.
@@ -295,6 +330,7 @@ def predict_shard(model, loader, device, stop: StopFlag | None = None, progress:
     )
     every = max(1, total // 10)
     tic = time.perf_counter()
+    anchors: dict = {}  # fp32 anchors per canvas, for the batched post-processing
     for n, (images, targets) in enumerate(loader, 1):
         if stop is not None:
             flag = torch.tensor([float(stop.requested)], device=device)
@@ -303,7 +339,7 @@ def predict_shard(model, loader, device, stop: StopFlag | None = None, progress:
                 if bar is not None:
                     bar.close()
                 return None
-        outputs = model([img.to(device) for img in images])
+        outputs = detect(model, [img.to(device) for img in images], anchors)
         for out, t in zip(outputs, targets, strict=True):
             sx, sy = t["scale"]
             boxes = out["boxes"].float().cpu() / torch.tensor([sx, sy, sx, sy])

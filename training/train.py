@@ -73,6 +73,7 @@ def wrap_model(model: torch.nn.Module, args, info: du.DistInfo) -> DistributedDa
         m for m in model.modules() if isinstance(m, _BatchNorm) and m.weight is not None
     ]
     trainable_bn = [m for m in trainable_bn if m.weight.requires_grad]
+    synced = False
     if args.sync_bn:
         if not trainable_bn:
             log.warning(
@@ -88,11 +89,17 @@ def wrap_model(model: torch.nn.Module, args, info: du.DistInfo) -> DistributedDa
         else:
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
             log.info("SyncBatchNorm: converted %d BatchNorm layers", len(trainable_bn))
+            synced = True
+    # Rank 0's buffers are broadcast before every forward only where ranks can differ:
+    # rank-local BatchNorm statistics. Frozen or synced BatchNorm is the same everywhere.
+    # (torch 2.14 spells broadcast_buffers=False this way; the sync at wrapping stays, and
+    # --weights, read on rank 0 only, needs it for FrozenBatchNorm2d's buffers.)
     return DistributedDataParallel(
         model,
         device_ids=[info.local_rank] if info.device.type == "cuda" else None,
         find_unused_parameters=args.find_unused_parameters,
         gradient_as_bucket_view=True,
+        forward_sync_buffers=bool(trainable_bn) and not synced,
     )
 
 
@@ -143,9 +150,11 @@ def build_optimizer(model: torch.nn.Module, args) -> torch.optim.Optimizer:
             args.batch_size,
             LR_REFERENCE_BATCH,
         )
+    # One fused kernel for the whole update where every parameter is on a GPU.
+    fused = True if trainable and all(p.is_cuda for _, p in trainable) else None
     if args.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=args.momentum)
-    return torch.optim.AdamW(groups, lr=lr)
+        return torch.optim.SGD(groups, lr=lr, momentum=args.momentum, fused=fused)
+    return torch.optim.AdamW(groups, lr=lr, fused=fused)
 
 
 _NORM_LAYERS = (_BatchNorm, torch.nn.GroupNorm, torch.nn.LayerNorm, FrozenBatchNorm2d)
@@ -306,6 +315,8 @@ def setup(args, info: du.DistInfo, loaded: tuple[dict, str] | None) -> Run:
     model.to(info.device)
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
+    if info.device.type == "cuda" and args.input == "canvas":
+        torch.backends.cudnn.benchmark = True  # a few fixed shapes: tune each once
     model = wrap_model(TrainForward(model), args, info)
     model_without_ddp = model.module.detector
     optimizer = build_optimizer(model_without_ddp, args)

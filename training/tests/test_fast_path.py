@@ -123,3 +123,17 @@ def test_nonfinite_gradient_with_a_finite_loss_skips_the_step(process_group, cap
     assert "non-finite gradients at step 0" in caplog.text
     for old, new in zip(before, detector.parameters(), strict=True):
         assert torch.equal(old, new)
+
+
+def test_ddp_broadcasts_buffers_only_for_rank_local_batchnorm(process_group):
+    """FrozenBatchNorm2d statistics are the same on every rank: no broadcast before each
+    forward. Trainable BatchNorm on the CPU (no SyncBatchNorm there) keeps the broadcast."""
+    info = train.du.DistInfo(0, 1, 0, torch.device("cpu"), "gloo")
+    frozen = train.wrap_model(
+        train.TrainForward(build_model("resnet10", 3, 64, True)), _args(), info
+    )
+    plain = train.wrap_model(train.TrainForward(build_model("resnet10", 3, 64)), _args(), info)
+    assert frozen.forward_sync_buffers is False
+    assert plain.forward_sync_buffers is True
+    # CPU parameters: the default (foreach) optimizer; fused is for CUDA parameters
+    assert train.build_optimizer(build_model("resnet10", 3, 64), _args()).defaults["fused"] is None
