@@ -7,8 +7,16 @@ step whose loss or gradients are non-finite on any rank, stop after `--max-nonfi
 steps in a row, or stop after this step because some rank got SIGTERM.
 No rank ever leaves the others waiting.
 
-Test hook (tests only, not a feature): TRAINING_TEST_NONFINITE="RANK:STEP[,RANK:STEP...]"
-makes the loss non-finite on that rank at that global step (counted from 0).
+Evaluation stops promptly on a stop request too: prediction checks the flag once per batch
+(an all-reduce), and rank 0's COCO scoring, which cannot check it (pycocotools' evaluate and
+accumulate take minutes on COCO-size sets), runs inside `StopFlag.interrupting()`, where the
+signal handler raises `StopRequested` at once; then one all-reduce tells every rank, so no
+rank is left waiting in a collective for a rank 0 that is still scoring.
+
+Test hooks (tests only, not features): TRAINING_TEST_NONFINITE="RANK:STEP[,RANK:STEP...]"
+makes the loss non-finite on that rank at that global step (counted from 0);
+TRAINING_TEST_SLOW_SCORING=SECONDS makes rank 0's COCO scoring take that much longer (a
+stand-in for pycocotools on a COCO-size validation set; it prints a line when it starts).
 """
 
 from __future__ import annotations
@@ -41,6 +49,10 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
+class StopRequested(Exception):
+    """Raised by the signal handler inside `StopFlag.interrupting()`."""
+
+
 class StopFlag:
     """Set by the SIGTERM and SIGINT handlers; read once per step and shared by all-reduce.
 
@@ -57,6 +69,7 @@ class StopFlag:
         self.signal: str | None = None
         self._first = 0.0
         self._clock = clock
+        self._raise = False
 
     def install(self) -> StopFlag:
         signal.signal(signal.SIGTERM, self)
@@ -68,6 +81,9 @@ class StopFlag:
         now = self._clock()
         if not self.requested:
             self.requested, self.signal, self._first = True, name, now
+            if self._raise:  # work that cannot check the flag: stop it here
+                log.warning("%s: stopping the evaluation; the epoch's checkpoint is written", name)
+                raise StopRequested(name)
             log.warning("%s: finishing this step, then writing a checkpoint and exiting", name)
             return
         if signum == signal.SIGINT and now - self._first > self.REPEAT_S:
@@ -76,6 +92,18 @@ class StopFlag:
             remove_pending_temporaries()
             log.warning("second Ctrl-C: exiting now; the last checkpoint written is kept")
             os._exit(130)
+
+    @contextlib.contextmanager
+    def interrupting(self):
+        """Within the block a stop request raises StopRequested at once (and on entry when one
+        came before), for long work that cannot check the flag."""
+        if self.requested:
+            raise StopRequested(self.signal)
+        self._raise = True
+        try:
+            yield
+        finally:
+            self._raise = False
 
     @property
     def exit_status(self) -> int:
@@ -374,9 +402,10 @@ def evaluate(
     """COCO mAP on the validation split. Every rank predicts its shard; rank 0 gathers the
     detections, drops the duplicates that the sampler's padding produced, and scores them.
 
-    Returns the twelve COCO numbers on rank 0, [] on other ranks, None if interrupted. When
-    `out` is a dict, rank 0 also puts there the "detections" (COCO results format) and the
-    "coco_eval" (pycocotools' COCOeval, with its precision-recall table).
+    Returns the twelve COCO numbers on rank 0, [] on other ranks, None on every rank if
+    interrupted (during prediction, or during rank 0's scoring: see the module docstring).
+    When `out` is a dict, rank 0 also puts there the "detections" (COCO results format) and
+    the "coco_eval" (pycocotools' COCOeval, with its precision-recall table).
     """
     was_training = model.training
     results = predict_shard(model, loader, device, stop, progress)
@@ -384,8 +413,26 @@ def evaluate(
     if results is None:
         return None
     gathered = du.gather_to_main(results)
-    if dist.get_rank() != 0:
-        return []
+    stats = None
+    if dist.get_rank() == 0:
+        if stop is None:
+            stats = _score(gathered, dataset, out)
+        else:
+            try:
+                with stop.interrupting():
+                    stats = _score(gathered, dataset, out)
+            except StopRequested:
+                stats = None
+    if stop is not None:  # every rank learns whether rank 0 was stopped
+        flag = torch.tensor([float(dist.get_rank() == 0 and stats is None)], device=device)
+        dist.all_reduce(flag)
+        if flag.item():
+            return None
+    return stats if dist.get_rank() == 0 else []
+
+
+def _score(gathered, dataset, out):
+    """Rank 0: the gathered detections, deduplicated, scored with pycocotools."""
     by_image = {}
     for part in gathered:
         for image_id, boxes, scores, labels in part:
@@ -401,6 +448,9 @@ def evaluate(
                     "score": score,
                 }
             )
+    if slow := float(os.environ.get("TRAINING_TEST_SLOW_SCORING", "0") or 0):
+        print("TRAINING_TEST_SLOW_SCORING: scoring", file=sys.stderr, flush=True)
+        time.sleep(slow)
     if out is None:
         return coco_stats(dataset.coco_gt(), detections)
     out["detections"] = detections

@@ -238,6 +238,7 @@ class Run:
     # Rank 0: the rows of metrics.jsonl so far; they travel in the checkpoint, so that the
     # history follows rank 0 to another node. None: resumed from a checkpoint without them.
     metrics: list | None = field(default_factory=list)
+    eval_pending: int | None = None  # an epoch trained and saved, its evaluation still owed
     t_start: float = 0.0
 
 
@@ -365,6 +366,7 @@ def resume(run: Run, state: dict, path: str) -> None:
     run.stats = EpochStats(**state["epoch_stats"])
     run.best = state["best"]
     run.elapsed = float(state.get("elapsed_s", 0.0))
+    run.eval_pending = state.get("eval_pending")
     rows = state.get("metrics")
     run.metrics = None if rows is None else [r for r in rows if r["epoch"] < run.start_epoch]
     if len(state.get("rng", [])) == info.world_size:
@@ -376,6 +378,12 @@ def resume(run: Run, state: dict, path: str) -> None:
         run.steps_per_epoch,
         path,
     )
+    if run.eval_pending is not None:
+        log.info(
+            "epoch %d was trained but not evaluated: evaluating epoch %d first",
+            run.eval_pending,
+            run.eval_pending,
+        )
     run.saved_at.update(epoch=run.start_epoch, step=state["step"])
 
 
@@ -395,10 +403,17 @@ def _open_writer(run: Run):
     return SummaryWriter(os.path.join(out, "tensorboard"), purge_step=run.global_step)
 
 
-def save(run: Run, ctx: TrainContext, epoch: int, step: int, model_files: dict | None = None):
+def save(
+    run: Run,
+    ctx: TrainContext,
+    epoch: int,
+    step: int,
+    model_files: dict | None = None,
+    eval_pending: int | None = None,
+):
     """Every rank: gather the RNG states; rank 0 writes the model files, the writers (rank 0,
     or the first process of every node: nodes.py) checkpoint.pt; a failed write stops all
-    ranks."""
+    ranks. `eval_pending`: the epoch whose evaluation is still owed (train_epochs)."""
     rng = du.all_gather(ckpt.rng_state())
     args, node = run.args, run.node
     common = {
@@ -436,6 +451,7 @@ def save(run: Run, ctx: TrainContext, epoch: int, step: int, model_files: dict |
             "class_names": list(run.train_set.class_names),
             "world_size": run.info.world_size,
             "elapsed_s": common["elapsed_s"],
+            "eval_pending": eval_pending,
             "metrics": common["metrics"],
         }
         try:
@@ -452,14 +468,16 @@ def save(run: Run, ctx: TrainContext, epoch: int, step: int, model_files: dict |
 def train_epochs(run: Run, ctx: TrainContext) -> int | None:
     """Seed step 4 and the loop: train, evaluate, record and checkpoint every epoch.
 
-    Returns None when the last epoch is done, or the exit status after a stop request (the
+    An epoch that is evaluated is checkpointed before its evaluation (marked eval_pending)
+    and again after it (with its mAP, the best model and its metrics row): a stop while
+    evaluating loses no training, and the next launch evaluates that epoch first. Returns
+    None when the last epoch is done, or the exit status after a stop request (the
     checkpoint is written by then)."""
-    args, info, stop = run.args, run.info, ctx.stop
-
-    def stopped_line(where: str) -> int:
-        log.info("stopped by %s %s; checkpoint written, exiting", stop.signal, where)
-        return stop.exit_status
-
+    args, stop = run.args, ctx.stop
+    if run.eval_pending is not None:  # stopped while evaluating: that evaluation first
+        status = evaluate_epoch(run, ctx, run.eval_pending)
+        if status is not None:
+            return status
     for epoch in range(run.start_epoch, args.epochs):
         run.sampler.set_epoch(epoch, start=run.start_step * run.per_rank)  # seed step 4
         step, stopped = train_one_epoch(
@@ -467,26 +485,42 @@ def train_epochs(run: Run, ctx: TrainContext) -> int | None:
         )
         if stopped:
             save(run, ctx, epoch, step)
-            return stopped_line(f"at epoch {epoch} step {step}")
-        stats_map = None
-        if (args.eval_every and (epoch + 1) % args.eval_every == 0) or epoch == args.epochs - 1:
-            eval_out: dict = {}
-            stats_map = evaluate(
-                run.model_without_ddp,
-                run.val,
-                info.device,
-                run.val_set,
-                stop,
-                args.progress,
-                eval_out,
-            )
-            if stats_map is None:  # stopped during evaluation: evaluate again on resume
-                save(run, ctx, epoch, run.steps_per_epoch)
-                return stopped_line(f"while evaluating epoch {epoch}")
-            if info.is_main:
-                pictures.log_evaluation(ctx.writer, args.output_dir, run.val_set, eval_out, epoch)
-        files = end_epoch(run, ctx, epoch, stats_map)
-        save(run, ctx, epoch + 1, 0, files)
+            return _stopped(stop, f"at epoch {epoch} step {step}")
+        if not _eval_due(args, epoch):
+            save(run, ctx, epoch + 1, 0, end_epoch(run, ctx, epoch, None))
+            continue
+        save(run, ctx, epoch + 1, 0, eval_pending=epoch)
+        status = evaluate_epoch(run, ctx, epoch)
+        if status is not None:
+            return status
+    return None
+
+
+def _eval_due(args, epoch: int) -> bool:
+    """Every --eval-every epochs, and after the last."""
+    return bool(args.eval_every and (epoch + 1) % args.eval_every == 0) or epoch == args.epochs - 1
+
+
+def _stopped(stop: StopFlag, where: str) -> int:
+    log.info("stopped by %s %s; checkpoint written, exiting", stop.signal, where)
+    return stop.exit_status
+
+
+def evaluate_epoch(run: Run, ctx: TrainContext, epoch: int) -> int | None:
+    """COCO mAP of the epoch just trained (its training is checkpointed already), then its
+    record, model files and the checkpoint with them. Returns the exit status when a stop
+    request ended the evaluation (every rank stops; the next launch evaluates again)."""
+    args, info = run.args, run.info
+    eval_out: dict = {}
+    stats_map = evaluate(
+        run.model_without_ddp, run.val, info.device, run.val_set, ctx.stop, args.progress, eval_out
+    )
+    if stats_map is None:
+        return _stopped(ctx.stop, f"while evaluating epoch {epoch}")
+    if info.is_main:
+        pictures.log_evaluation(ctx.writer, args.output_dir, run.val_set, eval_out, epoch)
+    save(run, ctx, epoch + 1, 0, end_epoch(run, ctx, epoch, stats_map))
+    run.eval_pending = None
     return None
 
 
