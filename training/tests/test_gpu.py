@@ -72,7 +72,7 @@ def test_compiled_forward_loss_builds_one_graph_set_per_canvas_and_matches_eager
     from training.compiled import ForwardLoss
     from training.loss import RetinaNetLoss
     from training.model import build_model
-    from training.train import TrainForward
+    from training.recipe import TrainForward
 
     torch.manual_seed(0)
     detector = build_model("resnet18", 3, 256).cuda()
@@ -106,7 +106,7 @@ def test_compiled_forward_loss_builds_one_graph_set_per_canvas_and_matches_eager
 
 
 def test_optimizers_are_fused_for_gpu_parameters():
-    from training import train
+    from training import recipe
     from training.config import get_args_parser, parse_args, resolve_defaults
     from training.model import build_model
 
@@ -114,4 +114,4 @@ def test_optimizers_are_fused_for_gpu_parameters():
     for name in ("adamw", "sgd"):
         args = parse_args(get_args_parser(), ["--device=cuda", f"--optimizer={name}"])
         resolve_defaults(args, "cuda", 1)
-        assert train.build_optimizer(model, args).defaults["fused"] is True
+        assert recipe.build_optimizer(model, args).defaults["fused"] is True
