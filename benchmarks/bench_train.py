@@ -39,7 +39,7 @@ import torch.distributed as dist
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training import distributed as du  # noqa: E402
-from training import train as T  # noqa: E402
+from training import recipe as T  # noqa: E402
 from training.anchors import canvas_anchors  # noqa: E402
 from training.canvas import CanvasImages, normalise  # noqa: E402
 from training.compiled import ForwardLoss  # noqa: E402
