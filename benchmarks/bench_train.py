@@ -39,7 +39,7 @@ import torch.distributed as dist
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training import distributed as du  # noqa: E402
-from training import recipe as T  # noqa: E402
+from training import recipe  # noqa: E402
 from training.anchors import canvas_anchors  # noqa: E402
 from training.canvas import CanvasImages, normalise  # noqa: E402
 from training.compiled import ForwardLoss  # noqa: E402
@@ -113,10 +113,10 @@ class Recipe:
         detector.to(device)
         if args.channels_last:
             detector.to(memory_format=torch.channels_last)
-        self.model = T.wrap_model(T.TrainForward(detector), args, info)
+        self.model = recipe.wrap_model(recipe.TrainForward(detector), args, info)
         self.detector = self.model.module.detector
-        self.optimizer = T.build_optimizer(self.detector, args)
-        self.dtype = T.amp_dtype(args, device)
+        self.optimizer = recipe.build_optimizer(self.detector, args)
+        self.dtype = recipe.amp_dtype(args, device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
         self.criterion = RetinaNetLoss.from_model(self.detector) if args.loss == "batched" else None
         self.anchors: dict = {}
