@@ -354,8 +354,8 @@ class ID3Classifier(ClassifierMixin, BaseEstimator):
     def predict(self, X):
         """The most probable class of each row (``classes_[argmax(predict_proba(X))]``)."""
         if not self._fractional:  # each node's class, looked up: the same argmax, per node
-            node_class = np.argmax(self._distributions(), axis=1)
-            return self.classes_[node_class[self._stops(X)]]
+            check_is_fitted(self)
+            return self.classes_[self.tree_.majority()[self._stops(X)]]
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
 
