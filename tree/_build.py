@@ -40,6 +40,43 @@ def _gain_ratio_filter(gains, valid, enc, n_train):
     return valid & (np.round(gains, DECIMALS) >= np.round(average, DECIMALS)[None, :])
 
 
+_CHUNK_ROWS = 1 << 18  # score features together up to this many (row, feature) entries
+_CHUNK_PAIRS = 1 << 14  # ... and this many (node, value) pairs: the scorer's arrays stay in cache
+
+
+def _feature_chunks(enc, scorer, n_rows, n_nodes, batch):
+    """Features in the order scored, grouped to be scored together.
+
+    With *batch* (whole-number counts, so that sums over several features' counts are exact)
+    features of one kind go together while their rows in play and their likely (node, value)
+    pairs stay under the bounds above; value subsets are worked out one feature at a time.
+    Else one feature at a time, in column order (the trace reads the details by feature).
+    """
+    if not batch:
+        yield from (np.array([f]) for f in range(len(enc.n_values)))
+        return
+    pairs = np.minimum(n_rows, n_nodes * (enc.n_values + 1))
+    alone = scorer.subsets & ~enc.numeric & (enc.n_values > 2)
+    for kind in (False, True):
+        chunk, n_pairs = [], 0
+        for f in np.flatnonzero((enc.numeric == kind) & ~alone):
+            full = (len(chunk) + 1) * n_rows > _CHUNK_ROWS or n_pairs + pairs[f] > _CHUNK_PAIRS
+            if chunk and full:
+                yield np.array(chunk)
+                chunk, n_pairs = [], 0
+            chunk.append(f)
+            n_pairs += pairs[f]
+        if chunk:
+            yield np.array(chunk)
+    for f in np.flatnonzero(alone):
+        yield np.array([f])
+
+
+def _tiled(level, nf):
+    """*level* repeated for *nf* features: node ``j`` of feature ``i`` is group ``i * s + j``."""
+    return {"s": nf * level["s"], "C": np.tile(level["C"], (1, nf)), "n": np.tile(level["n"], nf)}
+
+
 def _choose(xk, rows, node, w, frac, level, enc, scorer, min_gain, n_train, with_details):
     """Score every feature for every splittable node of a level; pick each node's best.
 
@@ -56,27 +93,42 @@ def _choose(xk, rows, node, w, frac, level, enc, scorer, min_gain, n_train, with
     need_rows = scorer.min_leaf > 1
     details = []
     maps = {}  # feature -> {node: each value's branch}, for splits on value subsets
-    for f in range(n_features):
-        slots = int(enc.n_values[f]) + 1  # every value, plus one slot for missing
-        keys = node * (slots * k) + (xk[f] if rows is None else xk[f][rows])
-        pnode, pval, counts = pairs(keys, s * slots * k, k, slots, w)
-        pair_rows = count_keys(keys // k, s * slots, frac)[1] if need_rows else None
-        how = scorer.numeric if enc.numeric[f] else scorer.categorical
-        gain, score, split, valid, cut, detail = how(
-            pnode, pval, counts, pair_rows, int(enc.n_values[f]), level
-        )
-        if scorer.subsets and not enc.numeric[f] and enc.n_values[f] > 2:
-            known_rows = None if pair_rows is None else pair_rows[pval < enc.n_values[f]]
-            maps[f] = _subsets(scorer, detail, known_rows, level, int(enc.n_values[f]))
-            for j, (_, g_gain, g_score, g_split, ok) in maps[f].items():
-                gain[j], score[j], split[j], valid[j] = g_gain, g_score, g_split, ok
-            maps[f] = {j: m[0] for j, m in maps[f].items() if m[0] is not None}
-        valid &= np.round(gain, DECIMALS) >= min_gain
-        gains[f], valids[f], scores[f] = gain, valid, np.round(score, DECIMALS)
-        if cut is not None:
-            cuts[f] = cut
-        if with_details:
-            details.append([gain, score, split, valid, cut, detail])
+    batch = w is None and not with_details
+    for fs in _feature_chunks(enc, scorer, len(node), s, batch):
+        nf = len(fs)
+        slots = int(enc.n_values[fs].max()) + 1  # every value, plus one slot for missing
+        base = node * (slots * k)
+        keys = np.empty((nf, len(node)), dtype=np.int64)
+        for i, f in enumerate(fs):  # feature i of the chunk owns the groups i * s to i * s + s
+            np.add(base, xk[f] if rows is None else xk[f][rows], out=keys[i])
+            if i:
+                keys[i] += i * s * slots * k
+        keys = keys.reshape(-1)
+        pnode, pval, counts = pairs(keys, nf * s * slots * k, k, slots, w)
+        if need_rows:  # in a batch every row is whole (frac is 1)
+            pair_rows = count_keys(keys // k, nf * s * slots, frac if nf == 1 else None)[1]
+        else:
+            pair_rows = None
+        del keys
+        how = scorer.numeric if enc.numeric[fs[0]] else scorer.categorical
+        n_known = int(enc.n_values[fs[0]]) if nf == 1 else np.repeat(enc.n_values[fs], s)
+        at = level if nf == 1 else _tiled(level, nf)
+        gain, score, split, valid, cut, detail = how(pnode, pval, counts, pair_rows, n_known, at)
+        for i, f in enumerate(fs):
+            part = slice(i * s, i * s + s)
+            g, sc, va = gain[part], score[part], valid[part]
+            if scorer.subsets and not enc.numeric[f] and enc.n_values[f] > 2:  # alone
+                known_rows = None if pair_rows is None else pair_rows[pval < enc.n_values[f]]
+                maps[f] = _subsets(scorer, detail, known_rows, level, int(enc.n_values[f]))
+                for j, (_, g_gain, g_score, g_split, ok) in maps[f].items():
+                    g[j], sc[j], split[j], va[j] = g_gain, g_score, g_split, ok
+                maps[f] = {j: m[0] for j, m in maps[f].items() if m[0] is not None}
+            va &= np.round(g, DECIMALS) >= min_gain
+            gains[f], valids[f], scores[f] = g, va, np.round(sc, DECIMALS)
+            if cut is not None:
+                cuts[f] = cut[part]
+            if with_details:
+                details.append([g, sc, split, va, cut, detail])
     if scorer.criterion == "gain_ratio":
         filtered = _gain_ratio_filter(gains, valids, enc, n_train)
         for f, d in enumerate(details):

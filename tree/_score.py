@@ -108,7 +108,7 @@ class Scorer:
 
     def _known(self, pnode, pval, counts, rows, n_known_values, s):
         """Split off the missing-value pairs: their class weights per node, ``(k, s)``."""
-        known = pval < n_known_values
+        known = pval < (n_known_values if np.ndim(n_known_values) == 0 else n_known_values[pnode])
         miss = np.zeros((self.k, s))
         if known.all():  # no value missing: nothing to split off (and no copies to make)
             return pnode, pval, counts, rows, miss
