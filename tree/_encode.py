@@ -277,6 +277,29 @@ def _predict_dtype(cols, specs, slots):
     return np.float32 if narrow else np.float64
 
 
+def _float_block(cols, specs, dtype):
+    """The 2-D float array of *dtype* whose columns *cols* are, when every column is numeric."""
+    base = getattr(cols[0], "base", None)
+    if not (
+        isinstance(base, np.ndarray)
+        and base.ndim == 2
+        and base.dtype == dtype
+        and base.shape[1] == len(cols)
+        and all(spec.kind == "numeric" for spec in specs)
+    ):
+        return None
+    start, (row_step, col_step) = base.__array_interface__["data"][0], base.strides
+    ok = all(
+        isinstance(col, np.ndarray)
+        and col.base is base
+        and col.shape == base.shape[:1]
+        and col.strides == (row_step,)
+        and col.__array_interface__["data"][0] == start + j * col_step
+        for j, col in enumerate(cols)
+    )
+    return base if ok else None
+
+
 def encode_predict(cols, specs: list, missing=DEFAULT_MISSING, slots=None) -> np.ndarray:
     """Encode columns for prediction: an array of shape ``(n_features, n_rows)``.
 
@@ -284,12 +307,19 @@ def encode_predict(cols, specs: list, missing=DEFAULT_MISSING, slots=None) -> np
     seen in training); a numeric column its value. Missing values are NaN. With *slots* (per
     feature, its number of branch codes), a categorical column's missing or unseen values
     hold that number instead, the slot ``walk`` sends them to, and a row of zeros follows
-    the features (``(n_features + 1, n_rows)``: the row a leaf reads in ``walk``).
+    the features (``(n_features + 1, n_rows)``: the row a leaf reads in ``walk``), in memory
+    row by row (its transpose is C-contiguous).
     """
     n_rows = len(cols[0])
-    extra = 0 if slots is None else 1
-    out = np.empty((len(cols) + extra, n_rows), dtype=_predict_dtype(cols, specs, slots))
-    if extra:
+    dtype = _predict_dtype(cols, specs, slots)
+    block = _float_block(cols, specs, dtype)
+    if slots is not None and block is not None:  # row-major, as X is: rows' values lie together
+        out = np.empty((n_rows, len(cols) + 1), dtype=dtype)
+        out[:, :-1] = block
+        out[:, -1] = 0
+        return out.T
+    out = np.empty((len(cols) + (slots is not None), n_rows), dtype=dtype)
+    if slots is not None:
         out[-1] = 0
     for j, (col, spec) in enumerate(zip(cols, specs, strict=True)):
         if spec.kind == "numeric":

@@ -187,19 +187,22 @@ def walk(tree: TreeArrays, numeric, widths, xe, slotted: bool = False):
     t = tree.child_table(widths, numeric)
     offset, child, first = t["offset"], t["child"], t["first"]
     threshold, categorical = t["threshold"], t["categorical"]
-    n = xe.shape[1]
-    flat = np.ascontiguousarray(xe).ravel()
-    start = t["feature"] * n  # where each node's feature begins in *flat*
+    width, n = xe.shape
+    by_row = xe.T.flags.c_contiguous  # encode_predict's layout: a row's values lie together
+    flat = xe.T.ravel() if by_row else np.ascontiguousarray(xe).ravel()
+    # where a node's value of a row lies in *flat*: start[node] + at[row]
+    start = t["feature"] if by_row else t["feature"] * n
     codes_only = not t["any_numeric"] and xe.dtype.kind in "ui"
     numbers_only = not t["any_categorical"]
     has_nan = xe.dtype.kind == "f" and bool(np.isnan(flat).any())
     pairs = numbers_only and not has_nan and t["pairs"]
     node = np.zeros(n, dtype=np.intp)
     rows = np.arange(n, dtype=np.intp)
+    at = rows * width if by_row else rows
     cur = node.copy()
     step = 0
     while len(rows):
-        value = flat[start[cur] + rows]
+        value = flat[start[cur] + at]
         if pairs:  # the two children are consecutive; a leaf is its own "first"
             nxt = first[cur] + (value > threshold[cur])
         else:
@@ -219,6 +222,7 @@ def walk(tree: TreeArrays, numeric, widths, xe, slotted: bool = False):
                 node[rows[done]] = cur[done]
                 keep = ~done
                 rows, nxt = rows[keep], nxt[keep]
+                at = rows * width if by_row else rows
         cur = nxt
     return node
 
