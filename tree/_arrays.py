@@ -33,7 +33,7 @@ class TreeArrays:
     def n_nodes(self) -> int:
         return len(self.feature)
 
-    def child_table(self, widths: np.ndarray, numeric: np.ndarray) -> dict:
+    def child_table(self, widths: np.ndarray, numeric: np.ndarray, slots: bool = True) -> dict:
         """The table predict walks: node ``i``'s next node on branch ``b`` is
         ``child[offset[i] + b]``.
 
@@ -41,18 +41,33 @@ class TreeArrays:
         slot per category of its feature (*widths*) and one more for a missing or unseen value;
         a leaf one, which holds itself. Slots no child covers hold the node itself too, so a
         row that stops simply stays where it is. A leaf reads feature ``len(widths)`` (the row
-        of zeros ``walk`` adds, so that it takes slot 0) with threshold +inf. Built once per
-        tree: predict then needs one lookup per row and level instead of a search.
+        of zeros ``walk`` adds, so that it takes slot 0) with threshold +inf. A numeric node's
+        two children are consecutive: its next node is also ``first + (x > t)``, which needs
+        no slots (``slots=False`` leaves them out until asked for). Built once per tree:
+        predict then needs one lookup per row and level instead of a search.
         """
         if self._table is None:
             inner = self.feature >= 0
             f = np.where(inner, self.feature, 0)
             cat = inner & ~numeric[f]
             number = inner & ~cat
-            width = np.where(cat, widths[f], np.where(inner, 2, 0)).astype(np.int64)
-            slots = np.where(inner, width + 1, 1)
-            offset = (np.cumsum(slots) - slots).astype(np.intp)
-            child = np.repeat(np.arange(self.n_nodes, dtype=np.intp), slots)
+            self._table = {
+                "feature": np.where(inner, self.feature, len(widths)).astype(np.intp),
+                "threshold": np.where(number, self.threshold, np.inf),
+                "categorical": cat,
+                "first": np.where(inner, self.first_child, np.arange(self.n_nodes)).astype(np.intp),
+                "pairs": bool(np.all(self.n_children[number] == 2)),
+                "any_categorical": bool(cat.any()),
+                "any_numeric": bool(number.any()),
+            }
+        t = self._table
+        if slots and "child" not in t:
+            inner, cat = self.feature >= 0, t["categorical"]
+            width = np.where(cat, widths[t["feature"] % len(widths)], np.where(inner, 2, 0))
+            width = width.astype(np.int64)
+            n_slots = np.where(inner, width + 1, 1)
+            offset = (np.cumsum(n_slots) - n_slots).astype(np.intp)
+            child = np.repeat(np.arange(self.n_nodes, dtype=np.intp), n_slots)
             ids = np.arange(1, self.n_nodes)
             if self.groups:
                 ids = ids[~np.isin(self.parent[ids], np.fromiter(self.groups, dtype=np.int64))]
@@ -60,21 +75,8 @@ class TreeArrays:
             for i, mapping in self.groups.items():  # every value of a subset to its branch
                 codes = np.flatnonzero(mapping >= 0)
                 child[offset[i] + codes] = self.first_child[i] + mapping[codes]
-            # a numeric node's children are consecutive: its next node is first + (x > t)
-            first = np.where(inner, self.first_child, np.arange(self.n_nodes)).astype(np.intp)
-            self._table = {
-                "offset": offset,
-                "width": width,
-                "child": child,
-                "feature": np.where(inner, self.feature, len(widths)).astype(np.intp),
-                "threshold": np.where(number, self.threshold, np.inf),
-                "categorical": cat,
-                "first": first,
-                "pairs": bool(np.all(self.n_children[number] == 2)),
-                "any_categorical": bool(cat.any()),
-                "any_numeric": bool(number.any()),
-            }
-        return self._table
+            t.update(offset=offset, width=width, child=child)
+        return t
 
     def majority(self) -> np.ndarray:
         """Each node's most probable class: ``argmax`` of its class shares (the first on a tie)."""

@@ -184,9 +184,8 @@ def walk(tree: TreeArrays, numeric, widths, xe, slotted: bool = False):
     """
     if not slotted:
         xe = slot_codes(xe, numeric, widths)
-    t = tree.child_table(widths, numeric)
-    offset, child, first = t["offset"], t["child"], t["first"]
-    threshold, categorical = t["threshold"], t["categorical"]
+    t = tree.child_table(widths, numeric, slots=False)
+    first, threshold, categorical = t["first"], t["threshold"], t["categorical"]
     width, n = xe.shape
     by_row = xe.T.flags.c_contiguous  # encode_predict's layout: a row's values lie together
     flat = xe.T.ravel() if by_row else np.ascontiguousarray(xe).ravel()
@@ -196,6 +195,9 @@ def walk(tree: TreeArrays, numeric, widths, xe, slotted: bool = False):
     numbers_only = not t["any_categorical"]
     has_nan = xe.dtype.kind == "f" and bool(np.isnan(flat).any())
     pairs = numbers_only and not has_nan and t["pairs"]
+    if not pairs:
+        t = tree.child_table(widths, numeric)
+    offset, child = t.get("offset"), t.get("child")
     node = np.zeros(n, dtype=np.intp)
     rows = np.arange(n, dtype=np.intp)
     at = rows * width if by_row else rows
