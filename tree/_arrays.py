@@ -26,53 +26,72 @@ class TreeArrays:
     n_rows: np.ndarray  # float64: training rows at the node (fractions after missing values)
     # value subsets: node id -> each category code's branch there (-1: not at the node)
     groups: dict = field(default_factory=dict)
-    _table: tuple | None = field(default=None, repr=False)
+    _table: dict | None = field(default=None, repr=False)
+    _majority: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n_nodes(self) -> int:
         return len(self.feature)
 
-    def child_table(self, widths: np.ndarray, numeric: np.ndarray) -> dict:
+    def child_table(self, widths: np.ndarray, numeric: np.ndarray, slots: bool = True) -> dict:
         """The table predict walks: node ``i``'s next node on branch ``b`` is
         ``child[offset[i] + b]``.
 
         A numeric node has slots 0 (``<=``), 1 (``>``) and 2 (missing); a categorical node one
         slot per category of its feature (*widths*) and one more for a missing or unseen value;
-        a leaf three, all itself. Slots no child covers hold the node itself, so a row that stops
-        simply stays where it is. Built once per tree: predict then needs one lookup per row
-        and level instead of a search.
+        a leaf one, which holds itself. Slots no child covers hold the node itself too, so a
+        row that stops simply stays where it is. A leaf reads feature ``len(widths)`` (the row
+        of zeros ``walk`` adds, so that it takes slot 0) with threshold +inf. A numeric node's
+        two children are consecutive: its next node is also ``first + (x > t)``, which needs
+        no slots (``slots=False`` leaves them out until asked for). Built once per tree:
+        predict then needs one lookup per row and level instead of a search.
         """
         if self._table is None:
             inner = self.feature >= 0
-            # a leaf reads the root's feature: in a tree of categorical splits alone, every
-            # value walk reads is then a category slot (capped at 0 for a leaf)
-            root_f = max(int(self.feature[0]), 0)
-            f = np.where(inner, self.feature, root_f)
+            f = np.where(inner, self.feature, 0)
             cat = inner & ~numeric[f]
-            width = np.where(cat, widths[f], np.where(inner, 2, 1)).astype(np.int64)
-            # the extra slot: missing (numeric) or missing/unseen; a leaf takes 3 like a number
-            slots = np.where(inner, width + 1, 3)
-            offset = np.cumsum(slots) - slots
-            child = np.repeat(np.arange(self.n_nodes, dtype=np.intp), slots)
+            number = inner & ~cat
+            self._table = {
+                "feature": np.where(inner, self.feature, len(widths)).astype(np.intp),
+                "threshold": np.where(number, self.threshold, np.inf),
+                "categorical": cat,
+                "first": np.where(inner, self.first_child, np.arange(self.n_nodes)).astype(np.intp),
+                "pairs": bool(np.all(self.n_children[number] == 2)),
+                "any_categorical": bool(cat.any()),
+                "any_numeric": bool(number.any()),
+            }
+        t = self._table
+        if slots and "child" not in t:
+            inner, cat = self.feature >= 0, t["categorical"]
+            width = np.where(cat, widths[t["feature"] % len(widths)], np.where(inner, 2, 0))
+            width = width.astype(np.int64)
+            n_slots = np.where(inner, width + 1, 1)
+            offset = (np.cumsum(n_slots) - n_slots).astype(np.intp)
+            child = np.repeat(np.arange(self.n_nodes, dtype=np.intp), n_slots)
             ids = np.arange(1, self.n_nodes)
-            ids_plain = ids
             if self.groups:
-                subset_nodes = np.fromiter(self.groups, dtype=np.int64)
-                ids_plain = ids[~np.isin(self.parent[ids], subset_nodes)]
-            child[offset[self.parent[ids_plain]] + self.branch[ids_plain]] = ids_plain
+                ids = ids[~np.isin(self.parent[ids], np.fromiter(self.groups, dtype=np.int64))]
+            child[offset[self.parent[ids]] + self.branch[ids]] = ids
             for i, mapping in self.groups.items():  # every value of a subset to its branch
                 codes = np.flatnonzero(mapping >= 0)
                 child[offset[i] + codes] = self.first_child[i] + mapping[codes]
-            self._table = {
-                "offset": offset.astype(np.intp),
-                "width": width,
-                "child": child,
-                "feature": f.astype(np.intp),
-                "threshold": np.where(inner & ~cat, self.threshold, np.inf),
-                "categorical": cat,
-                "any_categorical": bool(cat.any()),
-            }
-        return self._table
+            t.update(offset=offset, width=width, child=child)
+        return t
+
+    def majority(self) -> np.ndarray:
+        """Each node's most probable class: ``argmax`` of its class shares (the first on a tie)."""
+        if self._majority is None:
+            shares = self.counts / self.counts.sum(axis=1, keepdims=True)
+            if shares.shape[1] > 16:
+                self._majority = np.argmax(shares, axis=1)
+            else:  # column by column: much faster than argmax along a short last axis
+                best, arg = shares[:, 0].copy(), np.zeros(len(shares), dtype=np.intp)
+                for c in range(1, shares.shape[1]):
+                    better = shares[:, c] > best
+                    arg[better] = c
+                    best[better] = shares[better, c]
+                self._majority = arg
+        return self._majority
 
     def leaves(self) -> np.ndarray:
         return np.flatnonzero(self.feature < 0)

@@ -18,7 +18,7 @@ import numpy as np
 from ._arrays import TreeArrays
 from ._encode import Encoded
 from ._entropy import CRITERIA
-from ._score import _DENSE, DECIMALS, Scorer, count_keys, pairs
+from ._score import _DENSE, _DENSE_PER_KEY, DECIMALS, Scorer, count_keys, pairs
 from ._subsets import merge_values
 
 __all__ = ["CRITERIA", "grow"]
@@ -40,6 +40,43 @@ def _gain_ratio_filter(gains, valid, enc, n_train):
     return valid & (np.round(gains, DECIMALS) >= np.round(average, DECIMALS)[None, :])
 
 
+_CHUNK_ROWS = 1 << 18  # score features together up to this many (row, feature) entries
+_CHUNK_PAIRS = 1 << 14  # ... and this many (node, value) pairs: the scorer's arrays stay in cache
+
+
+def _feature_chunks(enc, scorer, n_rows, n_nodes, batch):
+    """Features in the order scored, grouped to be scored together.
+
+    With *batch* (whole-number counts, so that sums over several features' counts are exact)
+    features of one kind go together while their rows in play and their likely (node, value)
+    pairs stay under the bounds above; value subsets are worked out one feature at a time.
+    Else one feature at a time, in column order (the trace reads the details by feature).
+    """
+    if not batch:
+        yield from (np.array([f]) for f in range(len(enc.n_values)))
+        return
+    pairs = np.minimum(n_rows, n_nodes * (enc.n_values + 1))
+    alone = scorer.subsets & ~enc.numeric & (enc.n_values > 2)
+    for kind in (False, True):
+        chunk, n_pairs = [], 0
+        for f in np.flatnonzero((enc.numeric == kind) & ~alone):
+            full = (len(chunk) + 1) * n_rows > _CHUNK_ROWS or n_pairs + pairs[f] > _CHUNK_PAIRS
+            if chunk and full:
+                yield np.array(chunk)
+                chunk, n_pairs = [], 0
+            chunk.append(f)
+            n_pairs += pairs[f]
+        if chunk:
+            yield np.array(chunk)
+    for f in np.flatnonzero(alone):
+        yield np.array([f])
+
+
+def _tiled(level, nf):
+    """*level* repeated for *nf* features: node ``j`` of feature ``i`` is group ``i * s + j``."""
+    return {"s": nf * level["s"], "C": np.tile(level["C"], (1, nf)), "n": np.tile(level["n"], nf)}
+
+
 def _choose(xk, rows, node, w, frac, level, enc, scorer, min_gain, n_train, with_details):
     """Score every feature for every splittable node of a level; pick each node's best.
 
@@ -49,49 +86,79 @@ def _choose(xk, rows, node, w, frac, level, enc, scorer, min_gain, n_train, with
     """
     s, k = level["s"], scorer.k
     n_features = len(enc.n_values)
-    scores = np.full((n_features, s), -np.inf)
-    gains = np.zeros((n_features, s))
-    valids = np.zeros((n_features, s), dtype=bool)
-    cuts = np.full((n_features, s), -1, dtype=np.int64)
+    # every feature's scores are kept only where they are needed after the loop (C4.5's
+    # average-gain filter, the trace); else a running best, where the first feature wins a tie
+    keep_all = scorer.criterion == "gain_ratio" or with_details
+    table = (n_features, s) if keep_all else (0, s)
+    scores = np.full(table, -np.inf)
+    gains = np.zeros(table)
+    valids = np.zeros(table, dtype=bool)
+    cuts = np.full(table, -1, dtype=np.int64)
+    top_score, top_f = np.full(s, -np.inf), np.full(s, n_features, dtype=np.int64)
+    top_gain, top_cut = np.zeros(s), np.full(s, -1, dtype=np.int64)
     need_rows = scorer.min_leaf > 1
     details = []
     maps = {}  # feature -> {node: each value's branch}, for splits on value subsets
-    for f in range(n_features):
-        slots = int(enc.n_values[f]) + 1  # every value, plus one slot for missing
-        keys = node * (slots * k) + (xk[f] if rows is None else xk[f][rows])
-        pnode, pval, counts = pairs(keys, s * slots * k, k, slots, w)
-        pair_rows = count_keys(keys // k, s * slots, frac)[1] if need_rows else None
-        how = scorer.numeric if enc.numeric[f] else scorer.categorical
-        gain, score, split, valid, cut, detail = how(
-            pnode, pval, counts, pair_rows, int(enc.n_values[f]), level
-        )
-        if scorer.subsets and not enc.numeric[f] and enc.n_values[f] > 2:
-            known_rows = None if pair_rows is None else pair_rows[pval < enc.n_values[f]]
-            maps[f] = _subsets(scorer, detail, known_rows, level, int(enc.n_values[f]))
-            for j, (_, g_gain, g_score, g_split, ok) in maps[f].items():
-                gain[j], score[j], split[j], valid[j] = g_gain, g_score, g_split, ok
-            maps[f] = {j: m[0] for j, m in maps[f].items() if m[0] is not None}
-        valid &= np.round(gain, DECIMALS) >= min_gain
-        gains[f], valids[f], scores[f] = gain, valid, np.round(score, DECIMALS)
-        if cut is not None:
-            cuts[f] = cut
-        if with_details:
-            details.append([gain, score, split, valid, cut, detail])
+    batch = w is None and not with_details
+    for fs in _feature_chunks(enc, scorer, len(node), s, batch):
+        nf = len(fs)
+        slots = int(enc.n_values[fs].max()) + 1  # every value, plus one slot for missing
+        keys = np.empty((nf, len(node)), dtype=np.int64)
+        for i, f in enumerate(fs):  # feature i of the chunk owns the groups i * s to i * s + s
+            np.multiply(node, slots * k, out=keys[i])
+            keys[i] += xk[f] if rows is None else xk[f][rows]
+            if i:
+                keys[i] += i * s * slots * k
+        keys = keys.reshape(-1)
+        pnode, pval, counts = pairs(keys, nf * s * slots * k, k, slots, w)
+        if need_rows:  # in a batch every row is whole (frac is 1)
+            pair_rows = count_keys(keys // k, nf * s * slots, frac if nf == 1 else None)[1]
+        else:
+            pair_rows = None
+        del keys
+        how = scorer.numeric if enc.numeric[fs[0]] else scorer.categorical
+        n_known = int(enc.n_values[fs[0]]) if nf == 1 else np.repeat(enc.n_values[fs], s)
+        at = level if nf == 1 else _tiled(level, nf)
+        gain, score, split, valid, cut, detail = how(pnode, pval, counts, pair_rows, n_known, at)
+        for i, f in enumerate(fs):
+            part = slice(i * s, i * s + s)
+            g, sc, va = gain[part], score[part], valid[part]
+            if scorer.subsets and not enc.numeric[f] and enc.n_values[f] > 2:  # alone
+                known_rows = None if pair_rows is None else pair_rows[pval < enc.n_values[f]]
+                maps[f] = _subsets(scorer, detail, known_rows, level, int(enc.n_values[f]))
+                for j, (_, g_gain, g_score, g_split, ok) in maps[f].items():
+                    g[j], sc[j], split[j], va[j] = g_gain, g_score, g_split, ok
+                maps[f] = {j: m[0] for j, m in maps[f].items() if m[0] is not None}
+            va &= np.round(g, DECIMALS) >= min_gain
+            if keep_all:
+                gains[f], valids[f], scores[f] = g, va, np.round(sc, DECIMALS)
+                if cut is not None:
+                    cuts[f] = cut[part]
+            else:
+                sc = np.where(va, np.round(sc, DECIMALS), -np.inf)
+                wins = (sc > top_score) | ((sc == top_score) & (f < top_f))
+                top_score[wins], top_f[wins], top_gain[wins] = sc[wins], f, g[wins]
+                if cut is not None:
+                    top_cut[wins] = cut[part][wins]
+            if with_details:
+                details.append([g, sc, split, va, cut, detail])
     if scorer.criterion == "gain_ratio":
         filtered = _gain_ratio_filter(gains, valids, enc, n_train)
         for f, d in enumerate(details):
             d.append(valids[f] & ~filtered[f])  # below the average gain
         valids = filtered
-    scores = np.where(valids, scores, -np.inf)
-    best = np.argmax(scores, axis=0)  # the first feature wins a tie
-    columns = np.arange(s)
-    has_split = scores[best, columns] > -np.inf
+    if keep_all:
+        scores = np.where(valids, scores, -np.inf)
+        top_f = np.argmax(scores, axis=0)  # the first feature wins a tie
+        columns = np.arange(s)
+        top_score, top_cut, top_gain = (a[top_f, columns] for a in (scores, cuts, gains))
+    best, has_split = top_f, top_score > -np.inf
     groups = {
         int(j): maps[best[j]][j]
         for j in np.flatnonzero(has_split)
         if int(best[j]) in maps and j in maps[int(best[j])]
     }
-    return best, has_split, cuts[best, columns], gains[best, columns], details, groups, maps
+    return best, has_split, top_cut, top_gain, details, groups, maps
 
 
 def _subsets(scorer, detail, known_rows, level, n_values):
@@ -138,16 +205,17 @@ def _route(xk, rows, y_rows, node, w, frac, best, has_split, cut, enc, k, s, fra
         branch = table[node[go], branch]
     width = int(np.max(np.where(enc.numeric, 2, enc.n_values)[best[has_split]], initial=1))
     key = node[go] * width + branch
-    parent, child_branch, counts = pairs(key * k + y_rows[go], s * width * k, k, width, w[go])
+    w_go = None if w is None else w[go]  # None: every weight is 1
+    parent, child_branch, counts = pairs(key * k + y_rows[go], s * width * k, k, width, w_go)
     counts = np.ascontiguousarray(counts.T)
     child_key = parent * width + child_branch  # ascending: children are in (parent, branch) order
-    if s * width <= max(_DENSE, 4 * len(key)):
+    if s * width <= max(_DENSE, _DENSE_PER_KEY * len(key)):
         lookup = np.zeros(s * width, dtype=np.int64)
         lookup[child_key] = np.arange(len(child_key))
         child = lookup[key]
     else:
         child = np.searchsorted(child_key, key)
-    take, child_w, child_f = go, w[go], frac[go]
+    take, child_w, child_f = go, w_go, None if frac is None else frac[go]  # None: all 1
     n_kids = len(parent)
     lost = np.flatnonzero(split_row & ~known)
     if fractional and len(lost):
@@ -160,20 +228,22 @@ def _route(xk, rows, y_rows, node, w, frac, best, has_split, cut, enc, k, s, fra
         src = np.repeat(lost, reps)
         within = np.arange(len(src)) - np.repeat(np.cumsum(reps) - reps, reps)
         extra = start[node[src]] + within
+        w = np.ones(len(y_rows)) if w is None else w
+        frac = np.ones(len(y_rows)) if frac is None else frac
         extra_w = w[src] * share[extra]
         counts += np.bincount(extra * k + y_rows[src], extra_w, n_kids * k).reshape(n_kids, k)
         take = np.concatenate([go, src])
         child = np.concatenate([child, extra])
-        child_w = np.concatenate([child_w, extra_w])
-        child_f = np.concatenate([child_f, frac[src] * share[extra]])
-    n_rows = np.bincount(child, child_f, n_kids)
+        child_w = np.concatenate([w[go], extra_w])
+        child_f = np.concatenate([frac[go], frac[src] * share[extra]])
+    n_rows = np.bincount(child, child_f, n_kids).astype(np.float64, copy=False)
     return take, child, child_w, child_f, parent, child_branch, counts, n_rows
 
 
 def grow(
     enc: Encoded,
     y: np.ndarray,
-    weight: np.ndarray,
+    weight: np.ndarray | None,
     n_classes: int,
     *,
     criterion: str,
@@ -190,7 +260,8 @@ def grow(
 ):
     """Grow the tree; return ``(tree, gains)`` (per node, the gain of its split, else 0).
 
-    When *trace* is a ``_trace.Recorder``, it records every node. With *consume_codes*,
+    *weight* is each row's weight, or None when every weight is 1. When *trace* is a
+    ``_trace.Recorder``, it records every node. With *consume_codes*,
     ``enc.codes`` may become the builder's working array (and ``None``) to save memory.
     Each pass of the loop handles one depth. Only the rows of nodes that may split stay in
     play (``rows``: indices into the columns of ``xk``, which never moves; a row split by a
@@ -209,11 +280,12 @@ def grow(
         xk = enc.codes.astype(dtype)
     xk *= k
     xk += y.astype(dtype)
-    y_rows = y.astype(np.int64)
+    y_rows = y.astype(np.uint8 if k <= 2**8 else np.int64, copy=False)  # never written
     rows = None
-    w = np.asarray(weight, dtype=np.float64)
-    unit = bool(np.all(w == 1.0))
-    frac = np.ones(n_rows)
+    w = None if weight is None else np.asarray(weight, dtype=np.float64)
+    unit = w is None or bool(np.all(w == 1.0))
+    w = None if unit else w  # None while every row's weight is 1
+    frac = None  # each row's share of a training row; None while every share is 1
     scorer = Scorer(criterion, math.log(log_base), k, float(min_samples_leaf), min_leaf_weight)
     scorer.subsets = subsets
 
@@ -221,7 +293,7 @@ def grow(
         ok = ((counts > 0).sum(1) > 1) & (rows >= min_samples_split - 1e-9)
         return ok & (max_depth is None or depth < max_depth)
 
-    C = np.bincount(y_rows, w, minlength=k)[None, :]
+    C = np.bincount(y_rows, w, minlength=k).astype(np.float64)[None, :]
     R = np.array([float(n_rows)])
     splittable = may_split(C, R, 0)
     node = np.zeros(n_rows if splittable[0] else 0, dtype=np.int64)
@@ -246,7 +318,7 @@ def grow(
             at = C[level_ids]
             level = {"s": s, "C": np.ascontiguousarray(at.T), "n": at.sum(1)}
             best, has_split, cut, won, details, groups, maps = _choose(
-                xk, rows, node, None if unit else w, frac, level, enc, scorer, min_gain, n_rows,
+                xk, rows, node, w, frac, level, enc, scorer, min_gain, n_rows,
                 trace is not None,
             )  # fmt: skip
             if trace is not None:
@@ -263,7 +335,8 @@ def grow(
             )  # fmt: skip
             for j, mapping in groups.items():
                 all_groups[first_id + int(level_ids[j])] = mapping
-            unit = unit and len(take) == len(child) and bool(np.all(w == 1.0))
+            unit = unit and len(take) == len(child) and (w is None or bool(np.all(w == 1.0)))
+            w = None if unit else w
             per_node = np.bincount(parent, minlength=s)
             first_child[split_ids] = first_id + m + (np.cumsum(per_node) - per_node)[has_split]
             n_children[split_ids] = per_node[has_split]
@@ -275,7 +348,9 @@ def grow(
             splittable = may_split(next_C, next_R, depth + 1)
             stay = splittable[child]
             node = (np.cumsum(splittable) - 1)[child[stay]]
-            take, w, frac = take[stay], w[stay], frac[stay]
+            take = take[stay]
+            w = None if w is None else w[stay]
+            frac = None if frac is None else frac[stay]
             if len(take) != len(y_rows) or np.any(take != np.arange(len(take))):
                 rows = take if rows is None else rows[take]
                 y_rows = y_rows[take]

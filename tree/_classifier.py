@@ -224,11 +224,15 @@ class ID3Classifier(ClassifierMixin, BaseEstimator):
         cols, names, _ = columns_of(X)
         validate_data(self, X, skip_check_array=True, reset=True)
         classes, y_codes = encode_y(y, len(cols[0]))
+        y_codes = y_codes.astype(np.uint8 if len(classes) <= 2**8 else np.int64)  # small: kept
         w = row_weights(sample_weight, self.class_weight, y_codes, classes)
         specs, enc = encode_fit(cols, names, self.categorical_features, missing)
         if not np.all(w > 0):  # a row of weight 0 is a row that is not there
             keep = w > 0
             enc.codes, y_codes, w = np.ascontiguousarray(enc.codes[:, keep]), y_codes[keep], w[keep]
+        total_weight = float(w.sum())
+        if bool(np.all(w == 1.0)):
+            w = None  # every weight is 1: the builder needs no array of them
         tree = grow(
             enc,
             y_codes,
@@ -239,7 +243,7 @@ class ID3Classifier(ClassifierMixin, BaseEstimator):
             max_depth=self.max_depth,
             min_samples_split=int(self.min_samples_split),
             min_samples_leaf=int(self.min_samples_leaf),
-            min_leaf_weight=float(self.min_weight_fraction_leaf) * float(w.sum()),
+            min_leaf_weight=float(self.min_weight_fraction_leaf) * total_weight,
             min_gain=float(self.min_gain),
             fractional=self._fractional,
             trace=trace,
@@ -252,7 +256,13 @@ class ID3Classifier(ClassifierMixin, BaseEstimator):
             tree = limit_leaves(tree, int(self.max_leaf_nodes))
         if self.prune == "error":
             tree = prune_errors(
-                tree, enc, y_codes, w, len(classes), float(self.confidence), self._fractional
+                tree,
+                enc,
+                y_codes,
+                np.ones(len(y_codes)) if w is None else w,
+                len(classes),
+                float(self.confidence),
+                self._fractional,
             )
         return tree, classes, specs, enc, y_codes
 
@@ -354,8 +364,8 @@ class ID3Classifier(ClassifierMixin, BaseEstimator):
     def predict(self, X):
         """The most probable class of each row (``classes_[argmax(predict_proba(X))]``)."""
         if not self._fractional:  # each node's class, looked up: the same argmax, per node
-            node_class = np.argmax(self._distributions(), axis=1)
-            return self.classes_[node_class[self._stops(X)]]
+            check_is_fitted(self)
+            return self.classes_[self.tree_.majority()[self._stops(X)]]
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
 

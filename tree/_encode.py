@@ -223,6 +223,10 @@ def encode_fit(cols, names, categorical_features=None, missing=DEFAULT_MISSING):
             c, categories = _fit_categorical(col, name, missing)
             n_values[j] = len(categories)
             specs.append(FeatureSpec(name, kind, categories))
+            dtype = col.dtype
+            if isinstance(dtype, pd.CategoricalDtype) and len(dtype.categories) == len(categories):
+                # its categories are the spec's: predict on this dtype takes its codes as is
+                specs[-1]._same_dtype = dtype
             uniques.append(None)
         else:
             values = _as_float(col, name, missing)
@@ -254,10 +258,16 @@ def _training_codes(col, spec: FeatureSpec):
     return col.array.codes
 
 
-def _predict_dtype(cols, specs):
-    """float32 when every numeric column is float32 or float16 (and codes fit): comparing such
-    a value with a float64 threshold gives what comparing its float64 copy does, at half the
-    memory to read."""
+def _predict_dtype(cols, specs, slots):
+    """The smallest dtype that holds every value exactly.
+
+    With *slots* and only categorical columns, the smallest unsigned integer that holds the
+    largest slot. Otherwise float32 when every numeric column is float32 or float16 (and codes
+    fit): comparing such a value with a float64 threshold gives what comparing its float64
+    copy does, at half the memory to read; float64 else.
+    """
+    if slots is not None and all(spec.kind == "categorical" for spec in specs):
+        return _smallest_uint(int(np.max(slots, initial=0)) + 1)
     narrow = all(
         getattr(col, "dtype", None) in (np.float32, np.float16)
         if spec.kind == "numeric"
@@ -267,42 +277,78 @@ def _predict_dtype(cols, specs):
     return np.float32 if narrow else np.float64
 
 
+def _float_block(cols, specs, dtype):
+    """The 2-D float array of *dtype* whose columns *cols* are, when every column is numeric."""
+    base = getattr(cols[0], "base", None)
+    if not (
+        isinstance(base, np.ndarray)
+        and base.ndim == 2
+        and base.dtype == dtype
+        and base.shape[1] == len(cols)
+        and all(spec.kind == "numeric" for spec in specs)
+    ):
+        return None
+    start, (row_step, col_step) = base.__array_interface__["data"][0], base.strides
+    ok = all(
+        isinstance(col, np.ndarray)
+        and col.base is base
+        and col.shape == base.shape[:1]
+        and col.strides == (row_step,)
+        and col.__array_interface__["data"][0] == start + j * col_step
+        for j, col in enumerate(cols)
+    )
+    return base if ok else None
+
+
 def encode_predict(cols, specs: list, missing=DEFAULT_MISSING, slots=None) -> np.ndarray:
-    """Encode columns for prediction: a float matrix of shape ``(n_features, n_rows)``.
+    """Encode columns for prediction: an array of shape ``(n_features, n_rows)``.
 
     A categorical column holds the training code of each value (-1 for a category never
     seen in training); a numeric column its value. Missing values are NaN. With *slots* (per
     feature, its number of branch codes), a categorical column's missing or unseen values
-    hold that number instead, the slot ``walk`` sends them to.
+    hold that number instead, the slot ``walk`` sends them to, and a row of zeros follows
+    the features (``(n_features + 1, n_rows)``: the row a leaf reads in ``walk``), in memory
+    row by row (its transpose is C-contiguous).
     """
-    out = np.empty((len(cols), len(cols[0])), dtype=_predict_dtype(cols, specs))
+    n_rows = len(cols[0])
+    dtype = _predict_dtype(cols, specs, slots)
+    block = _float_block(cols, specs, dtype)
+    if slots is not None and block is not None:  # row-major, as X is: rows' values lie together
+        out = np.empty((n_rows, len(cols) + 1), dtype=dtype)
+        out[:, :-1] = block
+        out[:, -1] = 0
+        return out.T
+    out = np.empty((len(cols) + (slots is not None), n_rows), dtype=dtype)
+    if slots is not None:
+        out[-1] = 0
     for j, (col, spec) in enumerate(zip(cols, specs, strict=True)):
         if spec.kind == "numeric":
             if isinstance(col.dtype, pd.CategoricalDtype):
                 col = col.astype(object)
             out[j] = _as_float(col, spec.name, missing)
             continue
-        lost = np.nan if slots is None else float(slots[j])
         if isinstance(col.dtype, pd.CategoricalDtype):
             codes = _training_codes(col, spec)
             if codes is not None:  # the training categories: codes as is
-                out[j] = codes
-                out[j][codes < 0] = lost
+                if slots is None:
+                    out[j] = codes
+                    out[j][codes < 0] = np.nan
+                else:  # pandas writes -1 for missing; no code reaches the slot count
+                    out[j] = np.where(codes < 0, slots[j], codes)
                 continue
             cats = col.cat.categories.astype(object)
             mapping = spec.index.get_indexer(cats).astype(np.float64)
             mapping[np.asarray(_missing_mask(np.asarray(cats, dtype=object), missing))] = np.nan
-            out[j] = np.append(mapping, np.nan)[col.array.codes]
+            row = np.append(mapping, np.nan)[col.array.codes]
         else:
             values = col.to_numpy() if isinstance(col, pd.Series) else np.asarray(col)
             values = np.asarray(values, dtype=object)
             try:
-                codes = spec.index.get_indexer(values).astype(np.float64)
+                row = spec.index.get_indexer(values).astype(np.float64)
             except TypeError as exc:
                 raise not_a_value(spec.name, exc) from None
-            codes[_missing_mask(values, missing)] = np.nan
-            out[j] = codes
+            row[_missing_mask(values, missing)] = np.nan
         if slots is not None:  # NaN, -1 (unseen) and codes past the branches: the last slot
-            row = out[j]
-            row[~((row >= 0) & (row < lost))] = lost
+            row[~((row >= 0) & (row < slots[j]))] = slots[j]
+        out[j] = row
     return out

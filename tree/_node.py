@@ -164,46 +164,59 @@ def _step(tree: TreeArrays, numeric, widths, xe, rows, cur):
     return np.where(ok & (nxt != cur), nxt, -1), known  # the table holds the node for "stop"
 
 
+def slot_codes(xe, numeric, widths):
+    """*xe* from ``encode_predict`` without *slots*, with each categorical value as its slot."""
+    out = np.array(xe)
+    for f in np.flatnonzero(~numeric):
+        row = out[f]
+        row[~((row >= 0) & (row < widths[f]))] = widths[f]
+    return np.vstack([out, np.zeros((1, out.shape[1]), dtype=out.dtype)])
+
+
 def walk(tree: TreeArrays, numeric, widths, xe, slotted: bool = False):
     """Return the node where each row stops: a leaf, or the node whose value it lacks.
 
     *xe* is ``(n_features, n_rows)`` from ``encode_predict``: category codes or numbers, NaN
     for missing values; *slotted* when it was encoded with ``slots=widths`` (a categorical
-    value is then its branch slot as it is). All rows move one level per step, one lookup in
-    the child table each; a row that has stopped points at its own node, and every few
-    levels those rows leave the arrays.
+    value is then its branch slot, and a row of zeros follows the features). All rows move
+    one level per step, one lookup in the child table each; a row that has stopped stays on
+    its own slot, and every few levels those rows leave the arrays.
     """
-    t = tree.child_table(widths, numeric)
-    offset, child, feature, threshold = t["offset"], t["child"], t["feature"], t["threshold"]
-    n = xe.shape[1]
-    flat = np.ascontiguousarray(xe).ravel()
-    inner = tree.feature >= 0
-    any_numeric = bool((inner & ~t["categorical"]).any())
-    has_nan = any_numeric and bool(np.isnan(flat).any())
-    start = feature * n  # where each node's feature begins in *flat*
-    cap = np.where(t["categorical"], t["width"], 0).astype(xe.dtype)
+    if not slotted:
+        xe = slot_codes(xe, numeric, widths)
+    t = tree.child_table(widths, numeric, slots=False)
+    first, threshold, categorical = t["first"], t["threshold"], t["categorical"]
+    width, n = xe.shape
+    by_row = xe.T.flags.c_contiguous  # encode_predict's layout: a row's values lie together
+    flat = xe.T.ravel() if by_row else np.ascontiguousarray(xe).ravel()
+    # where a node's value of a row lies in *flat*: start[node] + at[row]
+    start = t["feature"] if by_row else t["feature"] * n
+    codes_only = not t["any_numeric"] and xe.dtype.kind in "ui"
+    numbers_only = not t["any_categorical"]
+    has_nan = xe.dtype.kind == "f" and bool(np.isnan(flat).any())
+    pairs = numbers_only and not has_nan and t["pairs"]
+    if not pairs:
+        t = tree.child_table(widths, numeric)
+    offset, child = t.get("offset"), t.get("child")
     node = np.zeros(n, dtype=np.intp)
     rows = np.arange(n, dtype=np.intp)
+    at = rows * width if by_row else rows
     cur = node.copy()
     step = 0
     while len(rows):
-        value = flat[start[cur] + rows]
-        if t["any_categorical"]:
-            if slotted and not any_numeric:  # every value read is a slot; a leaf's is 0
-                code = np.fmin(value, cap[cur]).astype(np.intp)
-            else:
-                width = t["width"][cur]
-                code = np.where((value >= 0) & (value < width), value, width).astype(np.intp)
-            if any_numeric:
-                number = np.where(value == value, value > threshold[cur], 2)
-                branch = np.where(t["categorical"][cur], code, number)
-            else:  # leaves read slot 0, which holds the leaf itself
-                branch = code
-        elif has_nan:
-            branch = np.where(value == value, value > threshold[cur], 2)
+        value = flat[start[cur] + at]
+        if pairs:  # the two children are consecutive; a leaf is its own "first"
+            nxt = first[cur] + (value > threshold[cur])
         else:
-            branch = value > threshold[cur]
-        nxt = child[offset[cur] + branch]
+            if codes_only:  # every value read is a slot; a leaf reads 0, its own
+                branch = value
+            elif numbers_only and not has_nan:
+                branch = value > threshold[cur]
+            else:
+                branch = np.where(value == value, value > threshold[cur], 2)
+                if not numbers_only:
+                    branch = np.where(categorical[cur], value, branch).astype(np.intp)
+            nxt = child[offset[cur] + branch]
         step += 1
         if step % 4 == 0:
             done = nxt == cur
@@ -211,6 +224,7 @@ def walk(tree: TreeArrays, numeric, widths, xe, slotted: bool = False):
                 node[rows[done]] = cur[done]
                 keep = ~done
                 rows, nxt = rows[keep], nxt[keep]
+                at = rows * width if by_row else rows
         cur = nxt
     return node
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 DECIMALS = 10  # gains are rounded to this many decimals before comparing: ties are exact
-_DENSE = 1 << 12  # count with a dense bincount up to this many keys (or 4x the rows)
+_DENSE = 1 << 12  # count with a dense bincount up to this many keys
+_DENSE_PER_KEY = 4  # ... or this many per row counted
 
 
 def xlogx(c):
@@ -28,7 +29,7 @@ def xlogx(c):
 
 def count_keys(keys: np.ndarray, size: int, weights: np.ndarray | None):
     """Return the distinct keys in ascending order and their total weight (count if None)."""
-    if size <= max(_DENSE, 4 * len(keys)):
+    if size <= max(_DENSE, _DENSE_PER_KEY * len(keys)):
         counts = np.bincount(keys, weights, minlength=size)
         present = np.flatnonzero(counts)
         return present, counts[present].astype(np.float64, copy=False)
@@ -65,6 +66,16 @@ def class_sum(a: np.ndarray) -> np.ndarray:
     out = a[0].copy()
     for row in a[1:]:
         out += row
+    return out
+
+
+def class_sum_xlogx(a: np.ndarray) -> np.ndarray:
+    """``class_sum(xlogx(a))``, one class row at a time (no second ``(k, m)`` array)."""
+    if len(a) > 16:
+        return class_sum(xlogx(a))
+    out = xlogx(a[0])
+    for row in a[1:]:
+        out += xlogx(row)
     return out
 
 
@@ -108,7 +119,7 @@ class Scorer:
 
     def _known(self, pnode, pval, counts, rows, n_known_values, s):
         """Split off the missing-value pairs: their class weights per node, ``(k, s)``."""
-        known = pval < n_known_values
+        known = pval < (n_known_values if np.ndim(n_known_values) == 0 else n_known_values[pnode])
         miss = np.zeros((self.k, s))
         if known.all():  # no value missing: nothing to split off (and no copies to make)
             return pnode, pval, counts, rows, miss
@@ -126,7 +137,7 @@ class Scorer:
         s = level["s"]
         pnode, pval, counts, rows, miss = self._known(pnode, pval, counts, rows, n_known_values, s)
         nv = class_sum(counts)
-        child_pair = xlogx(nv) - class_sum(xlogx(counts))  # nv * H(branch), in nats
+        child_pair = xlogx(nv) - class_sum_xlogx(counts)  # nv * H(branch), in nats
         child = np.bincount(pnode, child_pair, s)
         n_branches = np.bincount(pnode, minlength=s)
         n_miss = class_sum(miss)
@@ -184,8 +195,8 @@ class Scorer:
         if not ok.all():
             left, right, n_left, n_right = left[:, ok], right[:, ok], n_left[ok], n_right[ok]
             cnode, cval = cnode[ok], cval[ok]
-        h_left = xlogx(n_left) - class_sum(xlogx(left))
-        h_right = xlogx(n_right) - class_sum(xlogx(right))
+        h_left = xlogx(n_left) - class_sum_xlogx(left)
+        h_right = xlogx(n_right) - class_sum_xlogx(right)
         gain_c = (parent[cnode] - h_left - h_right) / level["n"][cnode] / self.ln_base
         # the best cut of each node: highest rounded gain, then the lowest value
         best = first_max_per_group(cnode, np.round(gain_c, DECIMALS))
