@@ -4,7 +4,8 @@
 # other only by the IP addresses of the inventory (molecule's create step reuses an existing
 # network and would make one with DNS on; its destroy step removes it).
 set -euo pipefail
-"${MOLECULE_PROJECT_DIRECTORY}/tools/build-torch-image.sh"
+cd "$(dirname "$0")/../.."
+tools/build-torch-image.sh
 NET=cl-net
 SUBNET=10.89.7.0/24
 if podman network exists "$NET"; then
