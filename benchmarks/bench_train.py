@@ -5,15 +5,17 @@ temporary folder (so decoding, resizing and loading are in the numbers), through
 own loader, model, DDP wrapper (a one-process group) and optimizer:
 
   (a) seed: fp32, SyncBatchNorm on GPUs, find_unused_parameters=True, torchvision's loss;
-  (b) default: the job's defaults for the device (`--loss batched`, find_unused off), plus
-      on GPUs `--amp --channels-last` (bf16 where native).
+  (b) default: the job's defaults for the device (`--loss batched`, `--input canvas`:
+      uint8 from the workers, fixed canvases, normalisation on the device; find_unused
+      off), plus on GPUs `--amp --channels-last` (bf16 where native);
+  (c) on GPUs only: (b) + `--compile` (forward + loss compiled; compilation in the warmup).
 
 It prints images per second, the ratio (b)/(a), peak memory, the time split per step (data
 wait, forward, loss, backward, optimizer) and the host synchronisations of one step (ops
 that wait for the device, counted with training/opcount.py; data loading excluded). Phases
 are timed with a device synchronisation at each boundary, so the split adds a few syncs of
 its own that the counted step does not have. With torchvision's loss the loss runs inside
-the model's forward and is reported there.
+the model's forward and is reported there, and so is the loss under --compile (one graph).
 
     python benchmarks/bench_train.py                 # CPU, small (about 2 minutes on 2 cores)
     python benchmarks/bench_train.py --json out.json # also write every number as JSON
@@ -37,11 +39,14 @@ import torch.distributed as dist
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training import distributed as du  # noqa: E402
-from training import train as T  # noqa: E402
+from training import recipe  # noqa: E402
 from training.anchors import canvas_anchors  # noqa: E402
+from training.canvas import CanvasImages, normalise  # noqa: E402
+from training.compiled import ForwardLoss  # noqa: E402
 from training.config import get_args_parser, parse_args, resolve_defaults  # noqa: E402
 from training.data import build_dataset, train_loader  # noqa: E402
 from training.data.synthetic import SyntheticDataset  # noqa: E402
+from training.engine import batch_len, to_device  # noqa: E402
 from training.loss import RetinaNetLoss, pad_targets  # noqa: E402
 from training.model import build_model  # noqa: E402
 from training.opcount import OpRecorder  # noqa: E402
@@ -61,6 +66,7 @@ RECIPES = {
             "--sync-bn",
         ],
         "(b) default + --amp --channels-last": ["--amp", "--channels-last"],
+        "(c) default + --amp --channels-last --compile": ["--amp", "--channels-last", "--compile"],
     },
 }
 PHASES = ("data", "forward", "loss", "backward", "optimizer")
@@ -107,13 +113,18 @@ class Recipe:
         detector.to(device)
         if args.channels_last:
             detector.to(memory_format=torch.channels_last)
-        self.model = T.wrap_model(T.TrainForward(detector), args, info)
+        self.model = recipe.wrap_model(recipe.TrainForward(detector), args, info)
         self.detector = self.model.module.detector
-        self.optimizer = T.build_optimizer(self.detector, args)
-        self.dtype = T.amp_dtype(args, device)
+        self.optimizer = recipe.build_optimizer(self.detector, args)
+        self.dtype = recipe.amp_dtype(args, device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
         self.criterion = RetinaNetLoss.from_model(self.detector) if args.loss == "batched" else None
         self.anchors: dict = {}
+        self.norm = (self.detector.transform.image_mean, self.detector.transform.image_std)
+        if args.compile:
+            self.compiled = ForwardLoss(
+                self.model, self.criterion, *self.norm, args.channels_last, self.dtype, True
+            )
 
     def _sync(self):
         if self.device.type == "cuda":
@@ -136,6 +147,20 @@ class Recipe:
             with autocast:
                 losses = self.model(images, targets)
             mark("forward")
+        elif isinstance(images, CanvasImages):
+            canvas = tuple(images.pixels.shape[-2:])
+            if canvas not in self.anchors:
+                self.anchors[canvas] = canvas_anchors(self.detector, canvas, self.device)
+            if self.args.compile:
+                losses = self.compiled(images, targets, self.anchors[canvas])
+                mark("forward")
+            else:
+                pixels = normalise(images, *self.norm, channels_last=self.args.channels_last)
+                with autocast:
+                    cls_logits, bbox_regression = self.model(pixels)
+                mark("forward")
+                losses = self.criterion(cls_logits, bbox_regression, self.anchors[canvas], targets)
+                mark("loss")
         else:
             image_list, targets = self.detector.transform(images, targets)
             canvas = tuple(image_list.tensors.shape[-2:])
@@ -163,12 +188,7 @@ class Recipe:
         while True:
             self.sampler.set_epoch(epoch)
             for images, targets in self.loader:
-                images = [img.to(self.device, non_blocking=True) for img in images]
-                targets = [
-                    {k: t[k].to(self.device, non_blocking=True) for k in ("boxes", "labels")}
-                    for t in targets
-                ]
-                yield images, targets
+                yield to_device(images, targets, self.device)
             epoch += 1
 
 
@@ -189,10 +209,15 @@ def measure(name, flags, common, device, warmup: int, steps: int) -> dict:
         recipe._sync()
         times["data"] += time.perf_counter() - tic
         recipe.step(*batch, times)
-        images += len(batch[0])
+        images += batch_len(batch[0])
     wall = time.perf_counter() - t0
-    with OpRecorder() as rec:
-        recipe.step(*next(batches), None)
+    try:
+        with OpRecorder() as rec:
+            recipe.step(*next(batches), None)
+        syncs = dict(rec.syncs)
+    except Exception as exc:  # a compiled step may refuse to run under a dispatch mode
+        print(f"    (host syncs not counted: {type(exc).__name__}: {exc})", flush=True)
+        syncs = None
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:  # the process's high-water mark so far (Linux: KiB)
@@ -203,8 +228,8 @@ def measure(name, flags, common, device, warmup: int, steps: int) -> dict:
         "img_per_s": images / wall,
         "peak_mib": peak,
         "ms_per_step": {k: 1000 * v / steps for k, v in times.items()},
-        "host_syncs_per_step": sum(rec.syncs.values()),
-        "syncs": dict(rec.syncs),
+        "host_syncs_per_step": None if syncs is None else sum(syncs.values()),
+        "syncs": syncs,
     }
 
 
@@ -222,7 +247,7 @@ def main() -> int:
     p.add_argument("--steps", type=int, help="timed steps per recipe (cpu 16, cuda 30)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     p.add_argument("--workers", type=int, help="loader workers (cpu 1, cuda 6)")
-    p.add_argument("--only", choices=["a", "b"], help="run one recipe (gpu_check.sh's parts)")
+    p.add_argument("--only", choices=["a", "b", "c"], help="one recipe (gpu_check.sh's parts)")
     p.add_argument("--json", metavar="PATH", help="write the numbers here too")
     a = p.parse_args()
     device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -256,7 +281,9 @@ def main() -> int:
         print(f"one process on {what}; batch {batch}, {size} px, {steps} timed steps", flush=True)
         recipes = list(RECIPES[device.type].items())
         if a.only:
-            recipes = [recipes["ab".index(a.only)]]
+            if "abc".index(a.only) >= len(recipes):
+                p.error(f"--only {a.only}: no such recipe on {device.type}")
+            recipes = [recipes["abc".index(a.only)]]
         for name, flags in recipes:
             results.append(measure(name, flags, common, device, a.warmup, steps))
             r = results[-1]
@@ -267,9 +294,10 @@ def main() -> int:
                 flush=True,
             )
     out = {"device": what, "image_size": size, "batch": batch, "steps": steps, "runs": results}
-    if len(results) == 2:
-        out["ratio_b_over_a"] = results[1]["img_per_s"] / results[0]["img_per_s"]
-        print(f"ratio (b)/(a): {out['ratio_b_over_a']:.2f}x")
+    for key, r in zip("bc", results[1:], strict=False):
+        if a.only is None:
+            out[f"ratio_{key}_over_a"] = r["img_per_s"] / results[0]["img_per_s"]
+            print(f"ratio ({key})/(a): {out[f'ratio_{key}_over_a']:.2f}x")
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=2))
     dist.destroy_process_group()

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # One short check of the training job on a GPU node (about 6 minutes on one H100 before the
-# bench_train step was added, venv included; that step is bounded by 2 x 150 s and has not run
-# on a GPU yet):
+# bench_train step was added, venv included; that step is bounded by 150 + 150 + 300 s and the
+# GPU tests by 420 s; neither has run on a GPU yet, so the total is not measured):
 #   1. nvidia-smi and what torch sees;
 #   2. a brief `torchrun -m training` (the `make train` command line) with nccl on every GPU,
 #      bf16 autocast and channels-last;
 #   3. throughput: plain fp32 recipe vs fp32 defaults vs bf16 + channels-last (same run);
 #   4. benchmarks/bench_train.py, each recipe in its own process under a timeout, into one JSON
-#      (BENCH_JSON, default bench_train_gpu.json);
-#   5. the GPU tests (pytest -m gpu).
+#      (BENCH_JSON, default bench_train_gpu.json): (a) the seed's recipe, (b) the default
+#      recipe (--input canvas, batched loss, bf16, channels-last), (c) (b) + --compile
+#      (its own, longer timeout: compilation happens in its warmup);
+#   5. the GPU tests (pytest -m gpu), among them --compile's one-graph-set-per-canvas check.
 # On a fresh machine it first creates .venv with torch==2.14.1 torchvision==0.29.1 and the
 # project's runtime dependencies (not the dev extra: no ansible or molecule are needed here).
 #
@@ -50,25 +52,27 @@ timeout 300 "$venv/bin/python" benchmarks/bench_training.py --device cuda --trai
 step "bench_train: (a) seed recipe and (b) default recipe, one process each part, one JSON"
 json=${BENCH_JSON:-bench_train_gpu.json}
 bench_dir=$(mktemp -d)
-for part in a b; do
-  timeout 150 "$venv/bin/python" benchmarks/bench_train.py --device cuda --only "$part" \
+for part in a b c; do
+  limit=150; [ "$part" = c ] && limit=300
+  timeout "$limit" "$venv/bin/python" benchmarks/bench_train.py --device cuda --only "$part" \
     --json "$bench_dir/$part.json" || { echo "bench_train part $part failed or timed out"; status=1; }
 done
 "$venv/bin/python" - "$bench_dir" "$json" <<'PY'
 import json, pathlib, sys
 parts = {p.stem: json.loads(p.read_text()) for p in sorted(pathlib.Path(sys.argv[1]).glob("*.json"))}
 out = {"parts": parts}
-if {"a", "b"} <= parts.keys():
-    a, b = (parts[k]["runs"][0]["img_per_s"] for k in "ab")
-    out["ratio_b_over_a"] = b / a
-    print(f"ratio (b)/(a): {b / a:.2f}x")
+for key in "bc":
+    if {"a", key} <= parts.keys():
+        ratio = parts[key]["runs"][0]["img_per_s"] / parts["a"]["runs"][0]["img_per_s"]
+        out[f"ratio_{key}_over_a"] = ratio
+        print(f"ratio ({key})/(a): {ratio:.2f}x")
 pathlib.Path(sys.argv[2]).write_text(json.dumps(out, indent=2))
 print("wrote", sys.argv[2])
 PY
 rm -rf "$bench_dir"
 
 step "GPU tests"
-timeout 300 "$venv/bin/python" -m pytest -q -p no:cacheprovider -m gpu training/tests/test_gpu.py \
+timeout 420 "$venv/bin/python" -m pytest -q -p no:cacheprovider -m gpu training/tests/test_gpu.py \
   || status=1
 
 step "gpu_check: $([ $status = 0 ] && echo passed || echo FAILED)"

@@ -96,13 +96,17 @@ def digest(obj) -> str:
 def save_checkpoint(state: dict, output_dir: str) -> str:
     """Write `state` as checkpoint.pt, keeping the one it replaces as checkpoint_prev.pt."""
     latest = os.path.join(output_dir, LATEST)
-    state = {**state, "digest": digest(state)}
+    state = {k: v for k, v in state.items() if k != "digest"}
+    state["digest"] = digest(state)
     atomic_save(state, latest, previous=os.path.join(output_dir, PREVIOUS))
     return latest
 
 
-def load_file(path: str) -> dict:
-    """Load and sanity-check one checkpoint; raise CheckpointError saying what is wrong."""
+def load_file(path: str, keep_digest: bool = False) -> dict:
+    """Load and sanity-check one checkpoint; raise CheckpointError saying what is wrong.
+
+    With `keep_digest`, the checked digest stays in the state under "digest" (computed for
+    a checkpoint written before digests existed); save_checkpoint ignores that key."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -125,10 +129,12 @@ def load_file(path: str) -> dict:
     saved = state.pop("digest", None)
     if saved is not None and saved != digest(state):
         raise CheckpointError(f"{path} is corrupt (its contents no longer match their digest)")
+    if keep_digest:
+        state["digest"] = saved if saved is not None else digest(state)
     return state
 
 
-def load_latest(output_dir: str) -> tuple[dict, str] | None:
+def load_latest(output_dir: str, keep_digest: bool = False) -> tuple[dict, str] | None:
     """The newest readable checkpoint in output_dir and its path; None when there is none.
 
     Falls back to checkpoint_prev.pt when checkpoint.pt is unreadable (and says so); raises
@@ -141,7 +147,7 @@ def load_latest(output_dir: str) -> tuple[dict, str] | None:
     errors = []
     for path in present:
         try:
-            state = load_file(path)
+            state = load_file(path, keep_digest)
         except CheckpointError as exc:
             errors.append(str(exc))
             log.warning("%s; trying the previous checkpoint", exc)

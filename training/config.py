@@ -12,7 +12,7 @@ import os
 
 import yaml
 
-from .errors import Parser, at_least, positive
+from .errors import Parser, UsageError, at_least, positive
 
 BACKBONES = ("resnet10", "resnet18", "resnet34", "resnet50")
 
@@ -108,6 +108,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="FILE.yaml", help="YAML file of flag: value")
     parser.add_argument("--output-dir", default="outputs", help="checkpoints, logs, metrics")
     parser.add_argument(
+        "--shared-output-dir",
+        action="store_true",
+        help="OUTPUT_DIR is one folder on a shared file system, seen by every node: rank 0 "
+        "alone writes checkpoint.pt (default: the first process of every node keeps one in "
+        "its own OUTPUT_DIR, so that losing a node loses no checkpoint)",
+    )
+    parser.add_argument(
         "--resume",
         default="auto",
         metavar="auto|PATH|none",
@@ -199,6 +206,21 @@ def get_args_parser() -> argparse.ArgumentParser:
         "syncs (training/loss.py); torchvision: RetinaNet.compute_loss, image by image",
     )
     g.add_argument(
+        "--input",
+        choices=["canvas", "transform"],
+        help="canvas (default with --loss batched): uint8 images from the workers, batches of "
+        "one aspect-ratio bucket padded to a few fixed canvases, normalised on the device "
+        "(training/canvas.py); transform: float images through torchvision's "
+        "GeneralizedRCNNTransform (the seed's path; the only one for --loss torchvision)",
+    )
+    g.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="torch.compile the forward + loss (--input canvas: static shapes, one graph per "
+        "canvas; minutes of compilation first, worth it on GPUs)",
+    )
+    g.add_argument(
         "--max-nonfinite",
         type=at_least(1),
         default=5,
@@ -287,6 +309,18 @@ def resolve_defaults(args: argparse.Namespace, device_type: str, world_size: int
                 per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
                 value = max(1, min(value, (os.cpu_count() or 2) // max(1, per_node) - 1))
             setattr(args, key, value)
+    if getattr(args, "input", "absent") is None:
+        args.input = "canvas" if args.loss == "batched" else "transform"
+    if getattr(args, "input", None) == "canvas" and getattr(args, "loss", "batched") != "batched":
+        raise UsageError(
+            "--input canvas needs --loss batched (torchvision's loss runs inside the model, "
+            "behind its own transform): drop --input canvas, or use --loss batched"
+        )
+    if getattr(args, "compile", False) and args.input != "canvas":
+        raise UsageError(
+            "--compile needs --input canvas (fixed shapes; the transform path pads every "
+            "batch to its own size and would recompile)"
+        )
     if getattr(args, "lr", "absent") is None:
         args.lr = 2e-3 if args.optimizer == "adamw" else 0.01
 

@@ -7,8 +7,16 @@ step whose loss or gradients are non-finite on any rank, stop after `--max-nonfi
 steps in a row, or stop after this step because some rank got SIGTERM.
 No rank ever leaves the others waiting.
 
-Test hook (tests only, not a feature): TRAINING_TEST_NONFINITE="RANK:STEP[,RANK:STEP...]"
-makes the loss non-finite on that rank at that global step (counted from 0).
+Evaluation stops promptly on a stop request too: prediction checks the flag once per batch
+(an all-reduce), and rank 0's COCO scoring, which cannot check it (pycocotools' evaluate and
+accumulate take minutes on COCO-size sets), runs inside `StopFlag.interrupting()`, where the
+signal handler raises `StopRequested` at once; then one all-reduce tells every rank, so no
+rank is left waiting in a collective for a rank 0 that is still scoring.
+
+Test hooks (tests only, not features): TRAINING_TEST_NONFINITE="RANK:STEP[,RANK:STEP...]"
+makes the loss non-finite on that rank at that global step (counted from 0);
+TRAINING_TEST_SLOW_SCORING=SECONDS makes rank 0's COCO scoring take that much longer (a
+stand-in for pycocotools on a COCO-size validation set; it prints a line when it starts).
 """
 
 from __future__ import annotations
@@ -28,14 +36,21 @@ from tqdm import tqdm
 
 from . import distributed as du
 from .anchors import canvas_anchors
-from .evaluate import coco_stats
+from .canvas import CanvasImages, targets_to
+from .coco_scoring import coco_stats
+from .compiled import ForwardLoss
 from .loss import RetinaNetLoss, pad_targets
+from .postprocess import detect
 
 log = logging.getLogger("training")
 
 
 class NonFiniteLoss(RuntimeError):
     pass
+
+
+class StopRequested(Exception):
+    """Raised by the signal handler inside `StopFlag.interrupting()`."""
 
 
 class StopFlag:
@@ -54,6 +69,7 @@ class StopFlag:
         self.signal: str | None = None
         self._first = 0.0
         self._clock = clock
+        self._raise = False
 
     def install(self) -> StopFlag:
         signal.signal(signal.SIGTERM, self)
@@ -65,6 +81,9 @@ class StopFlag:
         now = self._clock()
         if not self.requested:
             self.requested, self.signal, self._first = True, name, now
+            if self._raise:  # work that cannot check the flag: stop it here
+                log.warning("%s: stopping the evaluation; the epoch's checkpoint is written", name)
+                raise StopRequested(name)
             log.warning("%s: finishing this step, then writing a checkpoint and exiting", name)
             return
         if signum == signal.SIGINT and now - self._first > self.REPEAT_S:
@@ -73,6 +92,18 @@ class StopFlag:
             remove_pending_temporaries()
             log.warning("second Ctrl-C: exiting now; the last checkpoint written is kept")
             os._exit(130)
+
+    @contextlib.contextmanager
+    def interrupting(self):
+        """Within the block a stop request raises StopRequested at once (and on entry when one
+        came before), for long work that cannot check the flag."""
+        if self.requested:
+            raise StopRequested(self.signal)
+        self._raise = True
+        try:
+            yield
+        finally:
+            self._raise = False
 
     @property
     def exit_status(self) -> int:
@@ -121,6 +152,7 @@ class TrainContext:
     inject: set = field(default_factory=set)
     criterion: RetinaNetLoss | None = None  # --loss batched; None: torchvision's loss
     anchors: dict = field(default_factory=dict)  # canvas (H, W) -> [A, 4] fp32
+    forward_loss: ForwardLoss | None = None  # --input canvas: made on the first batch
 
 
 def injected_nonfinite(rank: int) -> set[int]:
@@ -148,10 +180,41 @@ def nonfinite_gradients(ctx: TrainContext) -> torch.Tensor:
     return (~torch.isfinite(torch.stack(norms).float().sum())).float()
 
 
+def to_device(images, targets, device):
+    """A batch from the loader on the device: a canvas batch (--input canvas) or lists."""
+    if isinstance(images, CanvasImages):
+        return images.to(device), targets_to(targets, device)
+    images = [img.to(device, non_blocking=True) for img in images]
+    targets = [{"boxes": t["boxes"].to(device), "labels": t["labels"].to(device)} for t in targets]
+    return images, targets
+
+
+def batch_len(images) -> int:
+    return images.pixels.shape[0] if isinstance(images, CanvasImages) else len(images)
+
+
 def forward_loss(ctx: TrainContext, images, targets, autocast) -> dict:
     """The two losses of a batch: torchvision's RetinaNet.forward, or (--loss batched) the
     detector's transform, backbone -> head through the DDP module, and the batched loss of
-    training/loss.py with fp32 anchors cached per canvas."""
+    training/loss.py with fp32 anchors cached per canvas. A canvas batch (--input canvas)
+    skips the transform: normalised on the device, already padded, targets already padded."""
+    if isinstance(images, CanvasImages):
+        detector = ctx.model.module.detector
+        canvas = tuple(images.pixels.shape[-2:])
+        anchors = ctx.anchors.get(canvas)
+        if anchors is None:
+            anchors = ctx.anchors[canvas] = canvas_anchors(detector, canvas, ctx.device)
+        if ctx.forward_loss is None:  # eager, or one torch.compile graph per canvas
+            ctx.forward_loss = ForwardLoss(
+                ctx.model,
+                ctx.criterion,
+                detector.transform.image_mean,
+                detector.transform.image_std,
+                channels_last=bool(getattr(ctx.args, "channels_last", False)),
+                amp_dtype=ctx.amp_dtype,
+                compile=bool(getattr(ctx.args, "compile", False)),
+            )
+        return ctx.forward_loss(images, targets, anchors)
     if ctx.criterion is None:
         with autocast:
             return ctx.model(images, targets)
@@ -182,10 +245,7 @@ def train_one_epoch(ctx: TrainContext, loader, epoch: int, start_step: int, step
         else contextlib.nullcontext()
     )
     for images, targets in loader:
-        images = [img.to(device, non_blocking=True) for img in images]
-        targets = [
-            {"boxes": t["boxes"].to(device), "labels": t["labels"].to(device)} for t in targets
-        ]
+        images, targets = to_device(images, targets, device)
         loss_dict = forward_loss(ctx, images, targets, autocast)
         loss_cls, loss_reg = loss_dict["classification"], loss_dict["bbox_regression"]
         loss = loss_cls + loss_reg
@@ -238,7 +298,7 @@ def train_one_epoch(ctx: TrainContext, loader, epoch: int, start_step: int, step
         ctx.lr_scheduler.step()
 
         toc = time.perf_counter()
-        n_images = len(images) * world
+        n_images = batch_len(images) * world
         stats.images += n_images
         stats.seconds += toc - tic
         img_per_s = n_images / (toc - tic)
@@ -280,6 +340,9 @@ def train_one_epoch(ctx: TrainContext, loader, epoch: int, start_step: int, step
 def predict_shard(model, loader, device, stop: StopFlag | None = None, progress: str = "auto"):
     """This rank's detections, boxes in original image coordinates (x, y, w, h).
 
+    The model's transform, backbone and head, then one batched post-processing per batch
+    (training/postprocess.py: torchvision's detections up to ties, without its per-image loop).
+
     Returns None on every rank when some rank was asked to stop (checked once per batch).
     Rank 0 shows progress: a bar on a terminal, else a log line every tenth of the pass
     with the time left.
@@ -295,6 +358,7 @@ def predict_shard(model, loader, device, stop: StopFlag | None = None, progress:
     )
     every = max(1, total // 10)
     tic = time.perf_counter()
+    anchors: dict = {}  # fp32 anchors per canvas, for the batched post-processing
     for n, (images, targets) in enumerate(loader, 1):
         if stop is not None:
             flag = torch.tensor([float(stop.requested)], device=device)
@@ -303,7 +367,7 @@ def predict_shard(model, loader, device, stop: StopFlag | None = None, progress:
                 if bar is not None:
                     bar.close()
                 return None
-        outputs = model([img.to(device) for img in images])
+        outputs = detect(model, [img.to(device) for img in images], anchors)
         for out, t in zip(outputs, targets, strict=True):
             sx, sy = t["scale"]
             boxes = out["boxes"].float().cpu() / torch.tensor([sx, sy, sx, sy])
@@ -338,9 +402,10 @@ def evaluate(
     """COCO mAP on the validation split. Every rank predicts its shard; rank 0 gathers the
     detections, drops the duplicates that the sampler's padding produced, and scores them.
 
-    Returns the twelve COCO numbers on rank 0, [] on other ranks, None if interrupted. When
-    `out` is a dict, rank 0 also puts there the "detections" (COCO results format) and the
-    "coco_eval" (pycocotools' COCOeval, with its precision-recall table).
+    Returns the twelve COCO numbers on rank 0, [] on other ranks, None on every rank if
+    interrupted (during prediction, or during rank 0's scoring: see the module docstring).
+    When `out` is a dict, rank 0 also puts there the "detections" (COCO results format) and
+    the "coco_eval" (pycocotools' COCOeval, with its precision-recall table).
     """
     was_training = model.training
     results = predict_shard(model, loader, device, stop, progress)
@@ -348,8 +413,26 @@ def evaluate(
     if results is None:
         return None
     gathered = du.gather_to_main(results)
-    if dist.get_rank() != 0:
-        return []
+    stats = None
+    if dist.get_rank() == 0:
+        if stop is None:
+            stats = _score(gathered, dataset, out)
+        else:
+            try:
+                with stop.interrupting():
+                    stats = _score(gathered, dataset, out)
+            except StopRequested:
+                stats = None
+    if stop is not None:  # every rank learns whether rank 0 was stopped
+        flag = torch.tensor([float(dist.get_rank() == 0 and stats is None)], device=device)
+        dist.all_reduce(flag)
+        if flag.item():
+            return None
+    return stats if dist.get_rank() == 0 else []
+
+
+def _score(gathered, dataset, out):
+    """Rank 0: the gathered detections, deduplicated, scored with pycocotools."""
     by_image = {}
     for part in gathered:
         for image_id, boxes, scores, labels in part:
@@ -365,6 +448,9 @@ def evaluate(
                     "score": score,
                 }
             )
+    if slow := float(os.environ.get("TRAINING_TEST_SLOW_SCORING", "0") or 0):
+        print("TRAINING_TEST_SLOW_SCORING: scoring", file=sys.stderr, flush=True)
+        time.sleep(slow)
     if out is None:
         return coco_stats(dataset.coco_gt(), detections)
     out["detections"] = detections

@@ -21,34 +21,10 @@ import io
 import json
 import sys
 
+from .coco_scoring import coco_stats
 from .errors import Parser, UsageError, at_least, run_cli
 
-
-def coco_stats(gt, detections, keep_eval: bool = False):
-    """The twelve COCO bbox numbers; `detections` is a list of result dicts or a file path.
-
-    With keep_eval, returns (numbers, COCOeval or None) for the precision-recall table.
-    """
-    import numpy as np  # noqa: F401 - pycocotools needs it; imported here to keep --help fast
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    if isinstance(detections, list) and not detections:
-        # pycocotools cannot load an empty result list
-        return ([0.0] * 12, None) if keep_eval else [0.0] * 12
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
-        if isinstance(gt, dict):
-            coco_gt = COCO()
-            coco_gt.dataset = gt
-            coco_gt.createIndex()
-        else:
-            coco_gt = gt
-        ev = COCOeval(coco_gt, coco_gt.loadRes(detections), "bbox")
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    stats = [float(x) for x in ev.stats]
-    return (stats, ev) if keep_eval else stats
+__all__ = ["coco_stats", "get_args_parser", "main", "score_files"]
 
 
 def get_args_parser() -> Parser:

@@ -16,7 +16,8 @@ for every (image, class). The result is the same detections, up to the order of 
 the (height, width) of each image inside the canvas, as `ImageList.image_sizes`, which boxes
 are clipped to; `num_anchors_per_level` H * W * anchors-per-location of each level, in the
 head's order. Boxes are in canvas pixels: mapping them back to the original image sizes is
-the caller's, as `GeneralizedRCNNTransform.postprocess` is in torchvision.
+the caller's, as `GeneralizedRCNNTransform.postprocess` is in torchvision; `detect` does
+both for a RetinaNet in eval mode (what evaluation calls instead of `model(images)`).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import batched_nms
 
+from .anchors import grid_anchors
 from .loss import decode_boxes
 
 _GPU_NMS_BOXES = 25_000  # torchvision.ops.batched_nms's offset-trick limit on CUDA (100k numel)
@@ -175,3 +177,33 @@ def _clip(boxes: Tensor, image_sizes: list[tuple[int, int]]) -> Tensor:
     x = boxes[..., 0::2].clamp(min=zero).minimum(width)
     y = boxes[..., 1::2].clamp(min=zero).minimum(height)
     return torch.stack((x, y), dim=-1).flatten(-2)
+
+
+@torch.inference_mode()
+def detect(model, images: list[Tensor], anchors: dict | None = None) -> list[dict[str, Tensor]]:
+    """`model(images)` of a torchvision RetinaNet in eval mode, with the batched
+    post-processing: the same transform (resize, normalise, pad), backbone and head, fp32
+    anchors per canvas (cached in `anchors`, keyed by canvas size), then boxes mapped back to
+    each input image's size by the transform, exactly as torchvision does."""
+    original_sizes = [tuple(img.shape[-2:]) for img in images]
+    image_list, _ = model.transform(images)
+    features = list(model.backbone(image_list.tensors).values())
+    head = model.head(features)
+    canvas = tuple(image_list.tensors.shape[-2:])
+    grids = [tuple(f.shape[-2:]) for f in features]
+    cache = {} if anchors is None else anchors
+    if (canvas, tuple(grids)) not in cache:
+        cache[canvas, tuple(grids)] = grid_anchors(
+            model.anchor_generator, canvas, grids, image_list.tensors.device
+        )
+    per_location = model.anchor_generator.num_anchors_per_location()
+    counts = [h * w * k for (h, w), k in zip(grids, per_location, strict=True)]
+    post = BatchedPostprocess.from_model(model)
+    detections = post(
+        head["cls_logits"],
+        head["bbox_regression"],
+        cache[canvas, tuple(grids)],
+        image_list.image_sizes,
+        counts,
+    )
+    return model.transform.postprocess(detections, image_list.image_sizes, original_sizes)

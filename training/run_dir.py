@@ -42,6 +42,7 @@ MUST_MATCH = ("optimizer", "backbone", "image_size", "batch_size", "frozen_bn")
 # Flags that only say how this process runs: not compared.
 NOT_COMPARED = {
     "output_dir",
+    "shared_output_dir",
     "resume",
     "config",
     "workers",
@@ -208,6 +209,20 @@ def truncate_metrics(path: str, start_epoch: int) -> None:
     log.info(
         "metrics.jsonl: dropped %d row(s) of epochs from %d on", len(lines) - len(kept), start_epoch
     )
+
+
+def append_metrics(path: str, record: dict) -> None:
+    with open(os.path.join(path, "metrics.jsonl"), "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def write_metrics(path: str, rows: list[dict]) -> None:
+    """metrics.jsonl made of `rows` (a resume's history from its checkpoint), atomically."""
+    metrics = os.path.join(path, "metrics.jsonl")
+    tmp = f"{metrics}.tmp.{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.writelines(json.dumps(row) + "\n" for row in rows)
+    os.replace(tmp, metrics)
 
 
 def describe_os_error(exc: OSError) -> str:

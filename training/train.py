@@ -20,9 +20,10 @@ The seed's six steps, in order: (1) `distributed.init_distributed`: the process 
 RANK, WORLD_SIZE and LOCAL_RANK with init_method="env://", nccl on GPUs and gloo on CPUs, a
 barrier, logging that only rank 0 prints at INFO; (2) `data.train_loader`: a
 DistributedSampler with shuffling and per-process batch = global batch / world size;
-(3) `wrap_model`: SyncBatchNorm where there is trainable BatchNorm on GPUs, then DDP;
+(3) `recipe.wrap_model`: SyncBatchNorm where there is trainable BatchNorm on GPUs, then DDP;
 (4) `sampler.set_epoch(epoch)` at the start of every epoch; (5) rank 0 alone writes
-`model_{epoch}.pt` and `checkpoint.pt`; (6) the launch lines above.
+`model_{epoch}.pt` (and `checkpoint.pt` with --shared-output-dir; otherwise the first process
+of every node keeps one, see nodes.py); (6) the launch lines above.
 
 On SIGTERM (systemctl stop, torchrun) or a first Ctrl-C the job finishes its step, writes
 checkpoint.pt and exits 0 (130 after Ctrl-C); the next launch resumes from there (`--resume
@@ -32,21 +33,18 @@ auto`). Exit status 1 means training failed (non-finite losses, a crash), 2 a us
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
 import time
+from dataclasses import dataclass, field
 
 import torch
-from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parallel import DistributedDataParallel
-from torchvision.ops import FrozenBatchNorm2d
 
 from . import checkpoint as ckpt
 from . import distributed as du
-from . import pictures, run_dir
-from .config import LR_REFERENCE_BATCH, get_args_parser, parse_args, resolve_defaults, scaled_lr
+from . import nodes, pictures, run_dir
+from .config import get_args_parser, parse_args, resolve_defaults
 from .data import DataError, build_dataset, check_data, train_loader, val_loader
 from .engine import (
     EpochStats,
@@ -60,123 +58,11 @@ from .engine import (
 from .errors import UsageError, run_cli
 from .loss import RetinaNetLoss
 from .model import build_model, load_weights, model_file
+from .recipe import TrainForward, amp_dtype, build_optimizer, make_lr_lambda, wrap_model
 
 log = logging.getLogger("training")
 
 __all__ = ["get_args_parser", "main"]
-
-
-def wrap_model(model: torch.nn.Module, args, info: du.DistInfo) -> DistributedDataParallel:
-    """Seed step 3: SyncBatchNorm where it means something, then DDP."""
-    trainable_bn = [
-        m for m in model.modules() if isinstance(m, _BatchNorm) and m.weight is not None
-    ]
-    trainable_bn = [m for m in trainable_bn if m.weight.requires_grad]
-    if args.sync_bn:
-        if not trainable_bn:
-            log.warning(
-                "--sync-bn changes nothing: the model has no trainable BatchNorm "
-                "(FrozenBatchNorm2d keeps fixed statistics)"
-            )
-        elif info.device.type != "cuda":
-            log.info(
-                "SyncBatchNorm skipped: it works on GPUs only; each CPU process keeps its "
-                "own BatchNorm statistics (%d layers)",
-                len(trainable_bn),
-            )
-        else:
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            log.info("SyncBatchNorm: converted %d BatchNorm layers", len(trainable_bn))
-    return DistributedDataParallel(
-        model,
-        device_ids=[info.local_rank] if info.device.type == "cuda" else None,
-        find_unused_parameters=args.find_unused_parameters,
-        gradient_as_bucket_view=True,
-    )
-
-
-class TrainForward(torch.nn.Module):
-    """The module DDP wraps, so that its hooks see every training forward.
-
-    `forward(images, targets)` is the detector's own (torchvision's loss); `forward(batch)`
-    with a [N, 3, H, W] tensor runs backbone -> head only and returns (cls_logits,
-    bbox_regression) for the batched loss (training/loss.py).
-    """
-
-    def __init__(self, detector: torch.nn.Module):
-        super().__init__()
-        self.detector = detector
-
-    def forward(self, images, targets=None):
-        if isinstance(images, torch.Tensor):
-            head = self.detector.head(list(self.detector.backbone(images).values()))
-            return head["cls_logits"], head["bbox_regression"]
-        return self.detector(images, targets)
-
-
-def build_optimizer(model: torch.nn.Module, args) -> torch.optim.Optimizer:
-    """SGD or AdamW at the scaled rate; norm layers and biases take --norm-weight-decay when
-    given (torchvision's references: `split_normalization_params`, biases with the norms)."""
-    lr = scaled_lr(args)
-    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if args.norm_weight_decay is None:
-        groups = [{"params": [p for _, p in trainable], "weight_decay": args.weight_decay}]
-    else:
-        norm_ids = {
-            id(p)
-            for m in model.modules()
-            if isinstance(m, _NORM_LAYERS)
-            for p in m.parameters(recurse=False)
-        }
-        norm = [p for n, p in trainable if id(p) in norm_ids or n.endswith(".bias")]
-        other = [p for n, p in trainable if not (id(p) in norm_ids or n.endswith(".bias"))]
-        groups = [
-            {"params": other, "weight_decay": args.weight_decay},
-            {"params": norm, "weight_decay": args.norm_weight_decay},
-        ]
-    if lr != args.lr:
-        log.info(
-            "learning rate %.3g (--lr %.3g x batch %d / %d, --lr-scale linear)",
-            lr,
-            args.lr,
-            args.batch_size,
-            LR_REFERENCE_BATCH,
-        )
-    if args.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=args.momentum)
-    return torch.optim.AdamW(groups, lr=lr)
-
-
-_NORM_LAYERS = (_BatchNorm, torch.nn.GroupNorm, torch.nn.LayerNorm, FrozenBatchNorm2d)
-
-
-def make_lr_lambda(args, steps_per_epoch: int):
-    """Linear warmup from 0.1% of the rate, then cosine to zero or steps down at --lr-steps."""
-    total = max(1, args.epochs * steps_per_epoch)
-    warmup = args.warmup_steps if args.warmup_steps is not None else min(1000, total // 20)
-    lr_steps = args.lr_steps or [round(args.epochs * 2 / 3), round(args.epochs * 8 / 9)]
-    milestones = [e * steps_per_epoch for e in lr_steps]
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return 0.001 + 0.999 * step / warmup
-        if args.lr_schedule == "cosine":
-            progress = min(1.0, (step - warmup) / max(1, total - warmup))
-            return 0.5 * (1 + math.cos(math.pi * progress))
-        return args.lr_gamma ** sum(step >= m for m in milestones)
-
-    return factor
-
-
-def amp_dtype(args, device: torch.device) -> torch.dtype | None:
-    if not args.amp:
-        return None
-    if device.type != "cuda":
-        log.warning("--amp: ignored on the CPU (mixed precision here is for GPUs)")
-        return None
-    # Emulated bf16 (Turing, e.g. T4) is slow: those GPUs get fp16 with a GradScaler.
-    native_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
-    return torch.bfloat16 if native_bf16 else torch.float16
 
 
 def main(args) -> int:
@@ -195,35 +81,86 @@ def main(args) -> int:
         du.cleanup()
 
 
-def _prepare_output_dir(args) -> tuple[dict, str] | None:
-    """Rank 0, before any data is read: the folder, one run per folder, the checkpoint."""
-    run_dir.check_output_dir(args.output_dir)
-    if args.weights and not os.path.isfile(args.weights):
-        raise UsageError(f"--weights {args.weights}: no such file")
-    restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
-    if args.start_over and restart > 0:
-        # torchrun restarted the group: this run's own files are in the folder now
-        log.info("--start-over ignored on torchrun's restart %d: resuming this run", restart)
-        args.start_over, args.resume = False, "auto"
-    if args.start_over:
-        run_dir.move_run_aside(args.output_dir)
-        args.resume = "none"
-    run_dir.refuse_second_run(args)
-    if os.path.isdir(args.output_dir):
-        run_dir.remove_stale_temporaries(args.output_dir)
-    loaded = _load_resume_state(args)
-    if loaded is not None:
-        run_dir.check_resume(loaded[0]["config"], args, loaded[1])
-    return loaded
+@dataclass
+class Run:
+    """What one training run holds from set-up to its last epoch (the names of torchvision's
+    references: `model` is the DDP wrapper, `model_without_ddp` the detector it trains)."""
+
+    args: object
+    info: du.DistInfo
+    train_set: object
+    val_set: object
+    loader: object
+    sampler: object
+    per_rank: int  # images per process and step
+    steps_per_epoch: int
+    val: object  # the validation loader
+    model: DistributedDataParallel
+    model_without_ddp: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+    node: nodes.Node | None = None
+    config: dict = field(default_factory=dict)  # rank 0's flags, saved in every checkpoint
+    # Where the run stands; a resume sets these from the checkpoint.
+    start_epoch: int = 0
+    start_step: int = 0
+    global_step: int = 0
+    elapsed: float = 0.0  # seconds trained before this launch (elapsed_s goes on)
+    stats: EpochStats = field(default_factory=EpochStats)
+    best: dict = field(default_factory=lambda: {"map": -1.0, "map50": -1.0, "epoch": -1})
+    saved_at: dict = field(default_factory=dict)  # the checkpoint on disk: named if a save fails
+    # Rank 0: the rows of metrics.jsonl so far; they travel in the checkpoint, so that the
+    # history follows rank 0 to another node. None: resumed from a checkpoint without them.
+    metrics: list | None = field(default_factory=list)
+    eval_pending: int | None = None  # an epoch trained and saved, its evaluation still owed
+    t_start: float = 0.0
 
 
 def _train(args, info: du.DistInfo) -> int:
+    """Set up, resume when there is a checkpoint, then train epoch after epoch."""
     resolve_defaults(args, info.device.type, info.world_size)
     stop = StopFlag().install()
     torch.manual_seed(args.seed)
-    # The output folder and the checkpoint first: a mistake there is found in a second.
-    loaded = du.on_rank0(lambda: _prepare_output_dir(args))
+    # The output folders and the checkpoint first: a mistake there is found in a second.
+    node = nodes.this_node(args, info)
+    loaded = nodes.locate(args, info, node)
+    if loaded is not None:
+        du.on_rank0(lambda: run_dir.check_resume(loaded[0]["config"], args, loaded[1]))
+    run = setup(args, info, loaded)
+    run.node, run.config = node, du.broadcast(dict(vars(args)))
+    if loaded is not None:
+        resume(run, *loaded)
+        loaded = None  # the model and optimizer hold their own copies now
+    writer = _open_writer(run)
+    ctx = TrainContext(
+        run.model,
+        run.optimizer,
+        run.lr_scheduler,
+        run.scaler,
+        info.device,
+        run.amp_dtype,
+        args,
+        stop,
+        writer,
+        run.global_step,
+        inject=injected_nonfinite(info.rank),
+        criterion=(
+            RetinaNetLoss.from_model(run.model_without_ddp) if args.loss == "batched" else None
+        ),
+    )
+    run.t_start = time.time() - run.elapsed  # elapsed_s continues across a resume
+    status = train_epochs(run, ctx)
+    if status is None:
+        _log_done(run, writer)
+        return 0
+    return status
 
+
+def setup(args, info: du.DistInfo, loaded: tuple[dict, str] | None) -> Run:
+    """Seed steps 2 and 3: the data and its loaders, then the model wrapped in DDP, the
+    optimizer, the schedule and the scaler, all as a fresh run has them."""
     train_set, val_set = build_dataset(args, "train"), build_dataset(args, "val")
     check_data(train_set, val_set)  # raises the same DataError on every rank
     if train_set.class_names != val_set.class_names:
@@ -255,6 +192,8 @@ def _train(args, info: du.DistInfo) -> int:
     model.to(info.device)
     if args.channels_last:
         model.to(memory_format=torch.channels_last)
+    if info.device.type == "cuda" and args.input == "canvas":
+        torch.backends.cudnn.benchmark = True  # a few fixed shapes: tune each once
     model = wrap_model(TrainForward(model), args, info)
     model_without_ddp = model.module.detector
     optimizer = build_optimizer(model_without_ddp, args)
@@ -263,158 +202,248 @@ def _train(args, info: du.DistInfo) -> int:
     )
     dtype = amp_dtype(args, info.device)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-
-    start_epoch, start_step, global_step, elapsed = 0, 0, 0, 0.0
-    saved_at: dict = {}  # the checkpoint on disk: named when a later save fails
-    stats, best = EpochStats(), {"map": -1.0, "map50": -1.0, "epoch": -1}
-    if loaded is not None:
-        state, path = loaded
-        try:
-            model_without_ddp.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as exc:  # the same on every rank
-            raise UsageError(
-                f"{path} does not fit this model (--backbone {args.backbone}, "
-                f"{train_set.num_classes} classes, --optimizer {args.optimizer}): "
-                f"{str(exc).splitlines()[0]}; use its flags, or --start-over"
-            ) from None
-        lr_scheduler.load_state_dict(state["lr_scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch, global_step = state["epoch"], state["global_step"]
-        # Samples already seen this epoch, in steps of the current global batch.
-        start_step = state["step"] * state["config"]["batch_size"] // args.batch_size
-        start_step = min(start_step, steps_per_epoch)
-        stats = EpochStats(**state["epoch_stats"])
-        best = state["best"]
-        elapsed = float(state.get("elapsed_s", 0.0))
-        if len(state.get("rng", [])) == info.world_size:
-            ckpt.set_rng_state(state["rng"][info.rank])
-        log.info(
-            "resumed from epoch %d, step %d/%d (%s)",
-            start_epoch,
-            start_step,
-            steps_per_epoch,
-            path,
-        )
-        saved_at.update(epoch=start_epoch, step=state["step"])
-        del state, loaded  # the model and optimizer hold their own copies now
-
-    writer = None
-    if info.is_main:
-        os.makedirs(args.output_dir, exist_ok=True)
-        run_dir.truncate_metrics(args.output_dir, start_epoch)
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(os.path.join(args.output_dir, "tensorboard"), purge_step=global_step)
-    ctx = TrainContext(
+    return Run(
+        args,
+        info,
+        train_set,
+        val_set,
+        loader,
+        sampler,
+        per_rank,
+        steps_per_epoch,
+        val,
         model,
+        model_without_ddp,
         optimizer,
         lr_scheduler,
         scaler,
-        info.device,
         dtype,
-        args,
-        stop,
-        writer,
-        global_step,
-        inject=injected_nonfinite(info.rank),
-        criterion=RetinaNetLoss.from_model(model_without_ddp) if args.loss == "batched" else None,
     )
-    t_start = time.time() - elapsed  # elapsed_s continues across a resume
 
-    def save(epoch: int, step: int, model_files: dict | None = None) -> None:
-        """Every rank: gather the RNG states; rank 0 writes; a failed write stops all ranks."""
-        rng = du.all_gather(ckpt.rng_state())
 
-        def write():
-            for name, payload in (model_files or {}).items():
-                target = os.path.join(args.output_dir, name)
-                try:
-                    ckpt.atomic_save(payload, target)
-                except OSError as exc:
-                    raise UsageError(_save_failed(target, exc, saved_at)) from None
-            state = {
-                "model": model_without_ddp.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "lr_scheduler": lr_scheduler.state_dict(),
-                "scaler": scaler.state_dict(),
-                "epoch": epoch,
-                "step": step,
-                "global_step": ctx.global_step,
-                "epoch_stats": stats.as_dict(),
-                "best": dict(best),
-                "rng": rng,
-                "config": dict(vars(args)),
-                "class_names": list(train_set.class_names),
-                "world_size": info.world_size,
-                "elapsed_s": time.time() - t_start,
-            }
+def resume(run: Run, state: dict, path: str) -> None:
+    """Load a checkpoint into the run: the states, where the run stands, this rank's RNG."""
+    args, info = run.args, run.info
+    try:
+        run.model_without_ddp.load_state_dict(state["model"])
+        run.optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:  # the same on every rank
+        raise UsageError(
+            f"{path} does not fit this model (--backbone {args.backbone}, "
+            f"{run.train_set.num_classes} classes, --optimizer {args.optimizer}): "
+            f"{str(exc).splitlines()[0]}; use its flags, or --start-over"
+        ) from None
+    run.lr_scheduler.load_state_dict(state["lr_scheduler"])
+    run.scaler.load_state_dict(state["scaler"])
+    run.start_epoch, run.global_step = state["epoch"], state["global_step"]
+    # Samples already seen this epoch, in steps of the current global batch.
+    start_step = state["step"] * state["config"]["batch_size"] // args.batch_size
+    run.start_step = min(start_step, run.steps_per_epoch)
+    run.stats = EpochStats(**state["epoch_stats"])
+    run.best = state["best"]
+    run.elapsed = float(state.get("elapsed_s", 0.0))
+    run.eval_pending = state.get("eval_pending")
+    rows = state.get("metrics")
+    run.metrics = None if rows is None else [r for r in rows if r["epoch"] < run.start_epoch]
+    if len(state.get("rng", [])) == info.world_size:
+        ckpt.set_rng_state(state["rng"][info.rank])
+    log.info(
+        "resumed from epoch %d, step %d/%d (%s)",
+        run.start_epoch,
+        run.start_step,
+        run.steps_per_epoch,
+        path,
+    )
+    if run.eval_pending is not None:
+        log.info(
+            "epoch %d was trained but not evaluated: evaluating epoch %d first",
+            run.eval_pending,
+            run.eval_pending,
+        )
+    run.saved_at.update(epoch=run.start_epoch, step=state["step"])
+
+
+def _open_writer(run: Run):
+    """Rank 0: the output folder, metrics.jsonl as of the resumed epoch (the checkpoint's
+    rows, wherever they were written), TensorBoard."""
+    if not run.info.is_main:
+        return None
+    out = run.args.output_dir
+    os.makedirs(out, exist_ok=True)
+    if run.metrics is None:
+        run_dir.truncate_metrics(out, run.start_epoch)
+    else:
+        run_dir.write_metrics(out, run.metrics)
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(os.path.join(out, "tensorboard"), purge_step=run.global_step)
+
+
+def save(
+    run: Run,
+    ctx: TrainContext,
+    epoch: int,
+    step: int,
+    model_files: dict | None = None,
+    eval_pending: int | None = None,
+):
+    """Every rank: gather the RNG states; rank 0 writes the model files, the writers (rank 0,
+    or the first process of every node: nodes.py) checkpoint.pt; a failed write stops all
+    ranks. `eval_pending`: the epoch whose evaluation is still owed (train_epochs)."""
+    rng = du.all_gather(ckpt.rng_state())
+    args, node = run.args, run.node
+    common = {
+        "epoch_stats": run.stats.as_dict(),
+        "best": dict(run.best),
+        "elapsed_s": time.time() - run.t_start,
+        "metrics": list(run.metrics or []),
+    }
+    if nodes.several_write(args, node):
+        # One state on every node: rank 0's BatchNorm buffers, epoch sums, best mAP and clock.
+        nodes.sync_buffers(run.model_without_ddp)
+        common = du.broadcast(common)
+    where = f" on {node}" if nodes.several_write(args, node) and not run.info.is_main else ""
+
+    def write():
+        os.makedirs(args.output_dir, exist_ok=True)
+        for name, payload in (model_files or {}).items():
+            target = os.path.join(args.output_dir, name)
             try:
-                path = ckpt.save_checkpoint(state, args.output_dir)
+                ckpt.atomic_save(payload, target)
             except OSError as exc:
-                target = os.path.join(args.output_dir, ckpt.LATEST)
-                raise UsageError(_save_failed(target, exc, saved_at)) from None
-            log.info("saved %s (epoch %d, step %d)", path, epoch, step)
+                raise UsageError(_save_failed(target, exc, run.saved_at)) from None
+        state = {
+            "model": run.model_without_ddp.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "lr_scheduler": run.lr_scheduler.state_dict(),
+            "scaler": run.scaler.state_dict(),
+            "epoch": epoch,
+            "step": step,
+            "global_step": ctx.global_step,
+            "epoch_stats": common["epoch_stats"],
+            "best": common["best"],
+            "rng": rng,
+            "config": dict(run.config),
+            "class_names": list(run.train_set.class_names),
+            "world_size": run.info.world_size,
+            "elapsed_s": common["elapsed_s"],
+            "eval_pending": eval_pending,
+            "metrics": common["metrics"],
+        }
+        try:
+            path = ckpt.save_checkpoint(state, args.output_dir)
+        except OSError as exc:
+            target = os.path.join(args.output_dir, ckpt.LATEST) + where
+            raise UsageError(_save_failed(target, exc, run.saved_at)) from None
+        log.info("saved %s (epoch %d, step %d)", path, epoch, step)
 
-        du.on_rank0(write)
-        saved_at.update(epoch=epoch, step=step)
+    nodes.on_writers(node, write)
+    run.saved_at.update(epoch=epoch, step=step)
 
-    def stopped_line(where: str) -> int:
-        log.info("stopped by %s %s; checkpoint written, exiting", stop.signal, where)
-        return stop.exit_status
 
-    for epoch in range(start_epoch, args.epochs):
-        sampler.set_epoch(epoch, start=start_step * per_rank)  # seed step 4
-        step, stopped = train_one_epoch(ctx, loader, epoch, start_step, steps_per_epoch, stats)
+def train_epochs(run: Run, ctx: TrainContext) -> int | None:
+    """Seed step 4 and the loop: train, evaluate, record and checkpoint every epoch.
+
+    An epoch that is evaluated is checkpointed before its evaluation (marked eval_pending)
+    and again after it (with its mAP, the best model and its metrics row): a stop while
+    evaluating loses no training, and the next launch evaluates that epoch first. Returns
+    None when the last epoch is done, or the exit status after a stop request (the
+    checkpoint is written by then)."""
+    args, stop = run.args, ctx.stop
+    if run.eval_pending is not None:  # stopped while evaluating: that evaluation first
+        status = evaluate_epoch(run, ctx, run.eval_pending)
+        if status is not None:
+            return status
+    for epoch in range(run.start_epoch, args.epochs):
+        run.sampler.set_epoch(epoch, start=run.start_step * run.per_rank)  # seed step 4
+        step, stopped = train_one_epoch(
+            ctx, run.loader, epoch, run.start_step, run.steps_per_epoch, run.stats
+        )
         if stopped:
-            save(epoch, step)
-            return stopped_line(f"at epoch {epoch} step {step}")
-        stats_map = None
-        if (args.eval_every and (epoch + 1) % args.eval_every == 0) or epoch == args.epochs - 1:
-            eval_out: dict = {}
-            stats_map = evaluate(
-                model_without_ddp, val, info.device, val_set, stop, args.progress, eval_out
-            )
-            if stats_map is None:  # stopped during evaluation: evaluate again on resume
-                save(epoch, steps_per_epoch)
-                return stopped_line(f"while evaluating epoch {epoch}")
-            if info.is_main:
-                pictures.log_evaluation(writer, args.output_dir, val_set, eval_out, epoch)
-        summary = stats.summary()
-        improved = bool(info.is_main and stats_map and stats_map[0] > best["map"])
-        if improved:
-            best = {"map": stats_map[0], "map50": stats_map[1], "epoch": epoch}
-        stats = EpochStats()
-        start_step = 0
-        files = {}
-        if info.is_main:  # seed step 5: rank 0 alone writes, the unwrapped model's state_dict
-            record = _record_epoch(args, writer, epoch, summary, stats_map, optimizer, t_start)
-            try:
-                pictures.write_curves(args.output_dir)
-            except (OSError, ValueError) as exc:  # a convenience: never stop a run for it
-                log.warning("could not draw curves.png: %s", exc)
-            payload = model_file(model_without_ddp, args, train_set.class_names, epoch, record)
-            files = {f"model_{epoch}.pt": payload}
-            if improved:
-                files["model_best.pt"] = payload
-        save(epoch + 1, 0, files)
+            save(run, ctx, epoch, step)
+            return _stopped(stop, f"at epoch {epoch} step {step}")
+        if not _eval_due(args, epoch):
+            save(run, ctx, epoch + 1, 0, end_epoch(run, ctx, epoch, None))
+            continue
+        save(run, ctx, epoch + 1, 0, eval_pending=epoch)
+        status = evaluate_epoch(run, ctx, epoch)
+        if status is not None:
+            return status
+    return None
 
+
+def _eval_due(args, epoch: int) -> bool:
+    """Every --eval-every epochs, and after the last."""
+    return bool(args.eval_every and (epoch + 1) % args.eval_every == 0) or epoch == args.epochs - 1
+
+
+def _stopped(stop: StopFlag, where: str) -> int:
+    log.info("stopped by %s %s; checkpoint written, exiting", stop.signal, where)
+    return stop.exit_status
+
+
+def evaluate_epoch(run: Run, ctx: TrainContext, epoch: int) -> int | None:
+    """COCO mAP of the epoch just trained (its training is checkpointed already), then its
+    record, model files and the checkpoint with them. Returns the exit status when a stop
+    request ended the evaluation (every rank stops; the next launch evaluates again)."""
+    args, info = run.args, run.info
+    eval_out: dict = {}
+    stats_map = evaluate(
+        run.model_without_ddp, run.val, info.device, run.val_set, ctx.stop, args.progress, eval_out
+    )
+    if stats_map is None:
+        return _stopped(ctx.stop, f"while evaluating epoch {epoch}")
     if info.is_main:
-        if writer is not None:
-            writer.close()
-        if best["epoch"] >= 0:
-            log.info(
-                "done: %d epochs; best mAP %.3f (mAP@0.5 %.3f) at epoch %d: %s (also %s)",
-                args.epochs,
-                best["map"],
-                best["map50"],
-                best["epoch"],
-                os.path.join(args.output_dir, f"model_{best['epoch']}.pt"),
-                os.path.join(args.output_dir, "model_best.pt"),
-            )
-        else:
-            log.info("done: %d epochs; no evaluation ran", args.epochs)
-    return 0
+        pictures.log_evaluation(ctx.writer, args.output_dir, run.val_set, eval_out, epoch)
+    save(run, ctx, epoch + 1, 0, end_epoch(run, ctx, epoch, stats_map))
+    run.eval_pending = None
+    return None
+
+
+def end_epoch(run: Run, ctx: TrainContext, epoch: int, stats_map) -> dict:
+    """Close the epoch: the best mAP, a fresh EpochStats and, on rank 0, the epoch's metrics
+    and curves; returns the model files to write with the checkpoint (seed step 5)."""
+    args, info = run.args, run.info
+    summary = run.stats.summary()
+    improved = bool(info.is_main and stats_map and stats_map[0] > run.best["map"])
+    if improved:
+        run.best = {"map": stats_map[0], "map50": stats_map[1], "epoch": epoch}
+    run.stats = EpochStats()
+    run.start_step = 0
+    files = {}
+    if info.is_main:  # seed step 5: rank 0 alone writes, the unwrapped model's state_dict
+        record = _record_epoch(run, ctx.writer, epoch, summary, stats_map)
+        if run.metrics is not None:
+            run.metrics.append(record)
+        try:
+            pictures.write_curves(args.output_dir)
+        except (OSError, ValueError) as exc:  # a convenience: never stop a run for it
+            log.warning("could not draw curves.png: %s", exc)
+        payload = model_file(run.model_without_ddp, args, run.train_set.class_names, epoch, record)
+        files = {f"model_{epoch}.pt": payload}
+        if improved:
+            files["model_best.pt"] = payload
+    return files
+
+
+def _log_done(run: Run, writer) -> None:
+    if not run.info.is_main:
+        return
+    if writer is not None:
+        writer.close()
+    args, best = run.args, run.best
+    if best["epoch"] >= 0:
+        log.info(
+            "done: %d epochs; best mAP %.3f (mAP@0.5 %.3f) at epoch %d: %s (also %s)",
+            args.epochs,
+            best["map"],
+            best["map50"],
+            best["epoch"],
+            os.path.join(args.output_dir, f"model_{best['epoch']}.pt"),
+            os.path.join(args.output_dir, "model_best.pt"),
+        )
+    else:
+        log.info("done: %d epochs; no evaluation ran", args.epochs)
 
 
 def _save_failed(target: str, exc: OSError, saved_at: dict) -> str:
@@ -430,14 +459,18 @@ def _save_failed(target: str, exc: OSError, saved_at: dict) -> str:
     )
 
 
-def _record_epoch(args, writer, epoch, summary, stats_map, optimizer, t_start) -> dict:
-    """One line of metrics.jsonl, TensorBoard scalars and a log line for the epoch."""
+def _record_epoch(run: Run, writer, epoch, summary, stats_map) -> dict:
+    """One line of metrics.jsonl, TensorBoard scalars and a log line for the epoch.
+    `world_size` is the number of processes at the epoch's end (a resume may change it)."""
     record = {"epoch": epoch, **summary, "map": None, "map50": None}
     if stats_map:
         record.update(map=stats_map[0], map50=stats_map[1], map75=stats_map[2])
-    record.update(lr=optimizer.param_groups[0]["lr"], elapsed_s=round(time.time() - t_start, 1))
-    with open(os.path.join(args.output_dir, "metrics.jsonl"), "a") as f:
-        f.write(json.dumps(record) + "\n")
+    record.update(
+        lr=run.optimizer.param_groups[0]["lr"],
+        elapsed_s=round(time.time() - run.t_start, 1),
+        world_size=run.info.world_size,
+    )
+    run_dir.append_metrics(run.args.output_dir, record)
     for key in ("loss", "img_per_s", "map", "map50"):
         if record[key] is not None:
             writer.add_scalar(f"epoch/{key}", record[key], epoch)
@@ -452,18 +485,6 @@ def _record_epoch(args, writer, epoch, summary, stats_map, optimizer, t_start) -
         f", {record['skipped_steps']} steps skipped" if record["skipped_steps"] else "",
     )
     return record
-
-
-def _load_resume_state(args):
-    """(state, path) to resume from, or None; runs on rank 0 (the only rank with the files)."""
-    if args.resume == "none":
-        return None
-    if args.resume == "auto":
-        found = ckpt.load_latest(args.output_dir)
-        if found is None:
-            log.info("no checkpoint in %s: starting from scratch", args.output_dir)
-        return found
-    return ckpt.load_file(args.resume), args.resume
 
 
 def cli(argv=None) -> int:

@@ -46,8 +46,8 @@ def node(
     (root / "usr/lib/nvidia-standin/library-version").write_text(f"{library}\n")
     if loaded:
         (root / "run/nvidia-standin/loaded-version").write_text(f"{loaded}\n")
-    if nvswitch:
-        (root / "etc/nvidia-standin/nvswitches").write_text("0000:05:00.0 22a3\n")
+    if nvswitch:  # what setup.sh writes: the NVLink generation of the NVSwitch fabric
+        (root / "etc/nvidia-standin/fabric").write_text(f"{nvswitch}\n")
     if fabric_manager:
         (root / "run/nvidia-standin/fabric-manager").write_text(f"{fabric_manager}\n")
     return root
@@ -73,8 +73,11 @@ def test_every_gpu_gets_a_context_on_a_healthy_node(libcuda, tmp_path):
     assert [d["name"] for d in report["devices"]] == [H100, H100]
 
 
-def test_nvswitch_node_without_fabric_manager_fails_with_802_and_names_it(libcuda, tmp_path):
-    rc, report = run_probe(libcuda, node(tmp_path, gpus=8, nvswitch=True))
+@pytest.mark.parametrize("fabric", ["nvlink4", "nvlink5"])  # HGX H100, HGX B200
+def test_nvswitch_node_without_fabric_manager_fails_with_802_and_names_it(
+    libcuda, tmp_path, fabric
+):
+    rc, report = run_probe(libcuda, node(tmp_path, gpus=8, nvswitch=fabric))
     assert rc == 1
     assert (report["call"], report["error"]) == ("cuInit", 802)
     assert report["name"] == "CUDA_ERROR_SYSTEM_NOT_READY"
@@ -83,13 +86,13 @@ def test_nvswitch_node_without_fabric_manager_fails_with_802_and_names_it(libcud
 
 def test_fabric_manager_at_another_version_is_still_802(libcuda, tmp_path):
     rc, report = run_probe(
-        libcuda, node(tmp_path, gpus=8, nvswitch=True, fabric_manager="570.133.20")
+        libcuda, node(tmp_path, gpus=8, nvswitch="nvlink4", fabric_manager="570.133.20")
     )
     assert (rc, report["error"]) == (1, 802)
 
 
 def test_fabric_manager_at_the_driver_version_initialises_all_eight(libcuda, tmp_path):
-    state = node(tmp_path, gpus=8, nvswitch=True, fabric_manager="570.172.08")
+    state = node(tmp_path, gpus=8, nvswitch="nvlink4", fabric_manager="570.172.08")
     rc, report = run_probe(libcuda, state, "--expect", "8")
     assert (rc, report["count"]) == (0, 8)
 

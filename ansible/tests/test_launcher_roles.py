@@ -377,6 +377,70 @@ def test_the_probe_reports_torch_requirements_and_the_installed_wheel(tmp_path):
     assert report["deps_ok"] is True and report["project_ok"] is False
 
 
+# --- the GPU check's diagnosis --------------------------------------------------------------------
+
+
+def _gpu_check(tmp_path: Path, nvswitches: int, driver: str, fabricmanager: str = "inactive"):
+    """Run training_env's torch check for a node whose torch (a CUDA 13.0 build) sees none of
+    its 8 GPUs, and return the failure message."""
+    probe = {
+        "torch": "2.14.1",
+        "torch_version": "2.14.1+cu130",
+        "torch_cuda": "13.0",
+        "cuda_available": False,
+        "cuda_devices": 0,
+    }
+    play = [
+        {
+            "name": "Check torch against the GPUs",
+            "hosts": "gpu-1",
+            "connection": "local",
+            "gather_facts": False,
+            "tasks": [
+                {
+                    "name": "Run the GPU check",
+                    "ansible.builtin.include_role": {
+                        "name": "training_env",
+                        "tasks_from": "gpu_check",
+                    },
+                    "vars": {
+                        "_training_env_probe": probe,
+                        "_training_env_gpus": 8,
+                        "_training_env_driver": driver,
+                        "_training_env_nvswitches": nvswitches,
+                        "_training_env_fabricmanager": fabricmanager,
+                    },
+                }
+            ],
+        }
+    ]
+    hosts = {"gpu-1": {"ansible_python_interpreter": sys.executable}}
+    proc = _playbook(tmp_path, play, {"all": {"hosts": hosts}})
+    assert proc.returncode != 0, proc.stdout
+    out = " ".join((proc.stdout + proc.stderr).split())
+    assert (
+        "sees 0 GPU(s) with torch.cuda.is_available()=False, but nvidia-smi lists 8 GPU(s)" in out
+    )
+    return out
+
+
+def test_torch_check_names_fabric_manager_on_an_nvswitch_node_with_a_new_enough_driver(tmp_path):
+    out = _gpu_check(tmp_path, nvswitches=4, driver="580.65.06", fabricmanager="failed")
+    assert "has 4 NVSwitch device(s) (HGX/DGX)" in out
+    assert 'error 802, "system not yet initialized"' in out
+    assert "nvidia-fabricmanager.service is failed" in out
+    assert "Install a torch build for this driver" not in out  # the build is not blamed
+
+
+def test_torch_check_blames_the_cuda_build_without_nvswitches_or_with_an_old_driver(tmp_path):
+    for n, (nvswitches, driver) in enumerate([(0, "580.65.06"), (4, "570.172.08")]):
+        (tmp_path / str(n)).mkdir()
+        out = _gpu_check(tmp_path / str(n), nvswitches=nvswitches, driver=driver)
+        assert "CUDA 13.0 builds need driver 580 or newer" in out
+        assert "Install a torch build for this driver" in out
+        assert "fabricmanager" not in out
+
+
 # --- the torchrun wrapper ------------------------------------------------------------------------
 
 

@@ -80,15 +80,26 @@ def test_inventory_settings_are_role_inputs_with_valid_values():
 VARS = _yaml(ROLE / "vars" / "main.yml")
 
 
+# PCI IDs from the supported-GPU table of NVIDIA/open-gpu-kernel-modules' README (595.45.04,
+# commit df1c9a3): every ID from 0x2900 up there is Blackwell, the last is GB300's 31C2.
 @pytest.mark.parametrize(
     ("device_id", "open_only"),
     [
-        ("2901", True),  # B200 (GB100)
-        ("2b85", True),  # GeForce RTX 5090 (GB202)
-        ("2bb1", True),  # RTX PRO 6000 Blackwell
-        ("2342", True),  # GH200
-        ("2330", False),  # H100 SXM5: open recommended, proprietary still supported
+        ("2901", True),  # B200
+        ("2941", True),  # GB200
+        ("2b85", True),  # GeForce RTX 5090
+        ("2bb5", True),  # RTX PRO 6000 Blackwell Server Edition
+        ("2d05", True),  # GeForce RTX 5060
+        ("2e12", True),  # GB10
+        ("2f58", True),  # GeForce RTX 5070 Ti Laptop GPU
+        ("3182", True),  # B300 SXM6 AC
+        ("31c2", True),  # GB300
+        ("2342", True),  # GH200 120GB / 480GB
+        ("2348", True),  # GH200 144G HBM3e
+        ("2330", False),  # H100 80GB HBM3: open recommended, proprietary still supported
         ("2335", False),  # H200
+        ("233b", False),  # H200 NVL
+        ("28f8", False),  # RTX 2000 Ada Generation Embedded GPU: the last ID below 0x2900
         ("20b0", False),  # A100 SXM4
         ("1db4", False),  # V100: the open modules do not support it at all
     ],

@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import signal
 
+import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
 
 from .. import distributed as du
+from ..batching import GroupedBatchSampler
+from ..canvas import CanvasCollate, assign_canvases, canvas_multiple, choose_canvases, resized_sizes
 from .base import DataError, DetectionDataset, Issue, collate
 from .coco import CocoDataset
 from .csv_format import CsvDataset
@@ -126,8 +129,36 @@ def train_loader(dataset, args, info) -> tuple[DataLoader, EpochSampler, int]:
             f"{len(dataset)} training images give each of {info.world_size} processes fewer "
             f"than one batch of {per_rank}"
         )
+    if getattr(args, "input", "transform") == "canvas":
+        return _canvas_loader(dataset, args, info, per_rank)
     batches = BatchSampler(sampler, per_rank, drop_last=True)
     loader = DataLoader(dataset, batch_sampler=batches, **_loader_kwargs(args, info.device))
+    return loader, sampler, per_rank
+
+
+def _canvas_loader(dataset, args, info, per_rank: int):
+    """--input canvas: uint8 items, batches of one aspect-ratio bucket padded to its fixed
+    canvas (training/canvas.py), grouped for the whole world (training/batching.py)."""
+    sizes = resized_sizes(dataset.image_sizes(), args.image_size)
+    canvases = choose_canvases(sizes, canvas_multiple(args.image_size))
+    buckets = assign_canvases(sizes, canvases)
+    sampler = GroupedBatchSampler(buckets, per_rank, info.world_size, info.rank, args.seed)
+    if sampler.num_batches == 0:
+        raise DataError(
+            f"{len(dataset)} training images fill no batch of {per_rank} x {info.world_size} "
+            f"processes in any of the canvases {canvases}: use a smaller --batch-size"
+        )
+    counts = np.bincount(buckets, minlength=len(canvases))
+    log.info(
+        "canvas input: %s; %d of %d images per epoch (whole global batches per canvas)",
+        ", ".join(f"{h}x{w} ({n} images)" for (h, w), n in zip(canvases, counts, strict=True)),
+        sampler.num_batches * per_rank * info.world_size,
+        len(dataset),
+    )
+    dataset.uint8 = True
+    kwargs = _loader_kwargs(args, info.device)
+    kwargs["collate_fn"] = CanvasCollate(canvases, dataset.records.max_boxes())
+    loader = DataLoader(dataset, batch_sampler=sampler, **kwargs)
     return loader, sampler, per_rank
 
 

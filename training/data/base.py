@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -11,6 +11,9 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from ..errors import UsageError
+from .records import Record, RecordTable
+
+__all__ = ["DataError", "DetectionDataset", "Issue", "Record", "RecordTable", "collate"]
 
 
 @dataclass(frozen=True, order=True)
@@ -36,18 +39,6 @@ class DataError(UsageError):
         if len(issues) > limit:
             lines.append(f"... and {len(issues) - limit} more")
         return cls(f"bad data ({len(issues)} problem(s)):\n  " + "\n  ".join(lines))
-
-
-@dataclass
-class Record:
-    """One image: its id, file (None for generated images), size and boxes in pixels (x1y1x2y2)."""
-
-    image_id: int
-    path: str | None
-    width: int
-    height: int
-    boxes: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
-    labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int64))
 
 
 def box_outside(box, width: int, height: int, tolerance: float = 1.0) -> bool:
@@ -81,10 +72,11 @@ class DetectionDataset(Dataset):
         self.image_size = image_size
         self.train = train
         self.seed = seed
-        self.records: list[Record] = []
+        self.records = RecordTable()  # subclasses set their own (training/data/records.py)
         self.class_names: list[str] = []
         self.category_ids: list[int] = []  # label -> category id for COCO evaluation
         self.issues: list[Issue] = []  # found while reading annotations (every rank alike)
+        self.uint8 = False  # items as uint8 pixels (the canvas input path) rather than [0, 1]
 
     def __len__(self) -> int:
         return len(self.records)
@@ -126,7 +118,16 @@ class DetectionDataset(Dataset):
             "image_id": rec.image_id,
             "scale": (scale_x, scale_y),
         }
-        return image.float().div_(255), target
+        return (image if self.uint8 else image.float().div_(255)), target
+
+    def image_sizes(self) -> np.ndarray:
+        """[N, 2] (width, height) of every original image; sizes the annotations lack (the
+        CSV format's) are read from the image headers."""
+        sizes = self.records.sizes()
+        for i in np.flatnonzero(sizes[:, 0] == 0):
+            with Image.open(self.records[int(i)].path) as im:
+                sizes[i] = im.size
+        return sizes
 
     def coco_gt(self) -> dict:
         """Ground truth in COCO format, original image coordinates, for pycocotools."""

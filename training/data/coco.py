@@ -17,7 +17,7 @@ import os
 import numpy as np
 from pycocotools.coco import COCO
 
-from .base import DetectionDataset, Issue, Record, box_outside
+from .base import DetectionDataset, Issue, Record, RecordTable, box_outside
 
 log = logging.getLogger("training")
 
@@ -48,6 +48,7 @@ class CocoDataset(DetectionDataset):
         self.category_ids = cats
         self.class_names = [coco.cats[c]["name"] for c in cats]
         label_of = {c: i for i, c in enumerate(cats)}
+        records = []
 
         for image_id in sorted(coco.imgs):
             info = coco.imgs[image_id]
@@ -84,7 +85,7 @@ class CocoDataset(DetectionDataset):
                 labels.append(label_of[ann["category_id"]])
             if not boxes:
                 self.counts["empty_images"] += 1
-            self.records.append(
+            records.append(
                 Record(
                     image_id,
                     os.path.join(image_dir, info["file_name"]),
@@ -94,6 +95,8 @@ class CocoDataset(DetectionDataset):
                     np.array(labels, np.int64),
                 )
             )
+        # Arrays, not one Python object per image, in every loader worker (records.py).
+        self.records = RecordTable(records)
 
     def describe(self) -> str:
         c = self.counts

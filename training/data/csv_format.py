@@ -13,7 +13,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from .base import DetectionDataset, Issue, Record, box_outside, check_image_file
+from .base import DetectionDataset, Issue, Record, RecordTable, box_outside, check_image_file
 
 
 def read_classes(path: str) -> tuple[list[str], list[int], list[Issue]]:
@@ -81,8 +81,9 @@ class CsvDataset(DetectionDataset):
                 if box is not None:
                     objects.append((box, label, line))
         self._rows = images
+        records = []
         for image_id, (path, objects) in enumerate(images.items(), 1):
-            self.records.append(
+            records.append(
                 Record(
                     image_id,
                     path,
@@ -92,6 +93,7 @@ class CsvDataset(DetectionDataset):
                     np.array([o[1] for o in objects], np.int64),
                 )
             )
+        self.records = RecordTable(records)
         self.csv_file = csv_file
 
     @staticmethod
@@ -129,6 +131,7 @@ class CsvDataset(DetectionDataset):
                 continue
             with Image.open(rec.path) as im:
                 rec.width, rec.height = im.size
+            self.records.set_size(i, rec.width, rec.height)
             for box, _label, line in self._rows[rec.path]:
                 if box_outside(box, rec.width, rec.height):
                     issues.append(
@@ -143,8 +146,8 @@ class CsvDataset(DetectionDataset):
 
     def coco_gt(self) -> dict:
         # Image sizes come from the headers; other ranks may have checked some of them.
-        for rec in self.records:
+        for i, rec in enumerate(self.records):
             if rec.width == 0:
                 with Image.open(rec.path) as im:
-                    rec.width, rec.height = im.size
+                    self.records.set_size(i, *im.size)
         return super().coco_gt()

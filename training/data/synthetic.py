@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from .base import DetectionDataset, Record
+from .base import DetectionDataset, Record, RecordTable
 
 CLASS_NAMES = ["circle", "square", "triangle"]
 _SPLITS = {"train": 0, "val": 1}
@@ -37,10 +37,12 @@ class SyntheticDataset(DetectionDataset):
         self.category_ids = list(range(1, len(CLASS_NAMES) + 1))
         self._noise_field = None
         self._layouts = [self._layout(i) for i in range(size)]
+        records = []
         for i, objects in enumerate(self._layouts):
             boxes = np.array([o[1] for o in objects], np.float32).reshape(-1, 4)
             labels = np.array([o[0] for o in objects], np.int64)
-            self.records.append(Record(i + 1, None, image_size, image_size, boxes, labels))
+            records.append(Record(i + 1, None, image_size, image_size, boxes, labels))
+        self.records = RecordTable(records)
 
     def _noise(self) -> np.ndarray:
         if self._noise_field is None:  # made on first use, in each loader worker

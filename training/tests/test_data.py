@@ -222,3 +222,53 @@ def test_coco_box_outside_image_and_unknown_category(test_data, tmp_path, proces
     assert "lies outside the image (256x256)" in msg
     assert "unknown class id 77" in msg
     assert "img_1.jpg: missing file" in msg
+
+
+def _python_objects_reachable(root) -> int:
+    """Objects the garbage collector tracks (lists, dicts, dataclass instances...) reachable
+    from `root`: what a forked worker copies page by page when it touches them."""
+    import gc
+    import types
+
+    seen, stack = set(), [root]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, type | types.ModuleType | types.FunctionType):
+            continue
+        seen.add(id(obj))
+        stack.extend(r for r in gc.get_referents(obj) if gc.is_tracked(r))
+    return len(seen)
+
+
+def _coco_file(path, n: int) -> str:
+    images = [{"id": i, "file_name": f"{i}.jpg", "width": 64, "height": 48} for i in range(1, n)]
+    anns = [
+        {"id": i, "image_id": i, "category_id": 1 + i % 2, "bbox": [1, 2, 10, 20], "iscrowd": 0}
+        for i in range(1, n)
+    ]
+    cats = [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]
+    path.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}))
+    return str(path)
+
+
+def test_coco_records_are_numpy_arrays_not_python_objects_per_image(tmp_path):
+    """pytorch#13246: the per-image records must not be Python objects that every loader
+    worker copies; the objects reachable from the dataset do not grow with its size."""
+    small = CocoDataset(_coco_file(tmp_path / "s.json", 10), str(tmp_path), 64, train=True)
+    large = CocoDataset(_coco_file(tmp_path / "l.json", 400), str(tmp_path), 64, train=True)
+    assert len(small) == 9 and len(large) == 399
+    assert _python_objects_reachable(large) == _python_objects_reachable(small)
+    assert all(
+        isinstance(v, np.ndarray) and v.dtype != object for v in vars(large.records).values()
+    )
+    rec = large.records[-1]
+    assert (rec.image_id, rec.path, rec.width, rec.height) == (
+        399,
+        str(tmp_path / "399.jpg"),
+        64,
+        48,
+    )
+    assert rec.boxes.tolist() == [[1, 2, 11, 22]] and rec.labels.tolist() == [1]
+    rec.boxes[0, 0] = 99  # a Record is a copy: the table is unchanged
+    assert large.records[-1].boxes[0, 0] == 1
+    assert [r.image_id for r in large.records] == list(range(1, 400))

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from training.evaluate import coco_stats
+from training.coco_scoring import coco_stats
 
 from .conftest import run
 
@@ -41,3 +41,13 @@ def test_coco_stats_perfect_and_empty_detections(test_data):
     ]
     assert coco_stats(gt, perfect)[1] == pytest.approx(1.0)
     assert coco_stats(gt, []) == [0.0] * 12
+
+
+def test_training_loop_and_evaluation_cli_do_not_import_each_other():
+    """COCO scoring sits below both: importing the loop does not load the CLI module."""
+    import subprocess
+
+    code = "import sys, training.engine; print('training.evaluate' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"

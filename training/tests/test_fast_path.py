@@ -9,11 +9,13 @@ import pytest
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from training import train
+from training import distributed as du
+from training import recipe
 from training.anchors import canvas_anchors
 from training.config import get_args_parser, parse_args, resolve_defaults
 from training.data.synthetic import SyntheticDataset
 from training.engine import EpochStats, StopFlag, TrainContext, train_one_epoch
+from training.loss import RetinaNetLoss
 from training.model import build_model
 
 
@@ -38,9 +40,9 @@ def test_amp_gives_fp16_where_bf16_is_only_emulated(monkeypatch):
         torch.cuda, "is_bf16_supported", lambda including_emulation=True: bool(including_emulation)
     )
     args = argparse.Namespace(amp=True)
-    assert train.amp_dtype(args, torch.device("cuda")) == torch.float16
+    assert recipe.amp_dtype(args, torch.device("cuda")) == torch.float16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
-    assert train.amp_dtype(args, torch.device("cuda")) == torch.bfloat16
+    assert recipe.amp_dtype(args, torch.device("cuda")) == torch.bfloat16
 
 
 def _args(*argv):
@@ -51,17 +53,17 @@ def _args(*argv):
 
 def test_lr_scales_linearly_with_the_global_batch_unless_none():
     model = build_model("resnet10", 3, 64)
-    sgd = train.build_optimizer(model, _args("--optimizer=sgd", "--lr=0.01", "--batch-size=64"))
+    sgd = recipe.build_optimizer(model, _args("--optimizer=sgd", "--lr=0.01", "--batch-size=64"))
     assert sgd.param_groups[0]["lr"] == pytest.approx(0.04)
-    same = train.build_optimizer(model, _args("--lr=0.01", "--batch-size=64", "--lr-scale=none"))
+    same = recipe.build_optimizer(model, _args("--lr=0.01", "--batch-size=64", "--lr-scale=none"))
     assert same.param_groups[0]["lr"] == pytest.approx(0.01)
 
 
 def test_norm_weight_decay_applies_to_norm_layers_and_biases():
     model = build_model("resnet10", 3, 64)
-    default = train.build_optimizer(model, _args())
+    default = recipe.build_optimizer(model, _args())
     assert [g["weight_decay"] for g in default.param_groups] == [1e-4]  # torchvision's default
-    opt = train.build_optimizer(model, _args("--norm-weight-decay=0"))
+    opt = recipe.build_optimizer(model, _args("--norm-weight-decay=0"))
     decayed, norms = opt.param_groups
     assert (decayed["weight_decay"], norms["weight_decay"]) == (1e-4, 0.0)
     bn = model.backbone.body.bn1
@@ -88,14 +90,14 @@ def make_context(loss: str, steps: int, batch: int = 2, size: int = 64, **extra)
     for key, value in extra.items():
         setattr(args, key, value)
     detector = build_model("resnet10", 3, size)
-    model = DistributedDataParallel(train.TrainForward(detector))
-    optimizer = train.build_optimizer(detector, args)
+    model = DistributedDataParallel(recipe.TrainForward(detector))
+    optimizer = recipe.build_optimizer(detector, args)
     data = SyntheticDataset(batch * steps, size, "train", seed=0)
     batches = []
     for step in range(steps):
         items = [data[(0, step * batch + i)] for i in range(batch)]
         batches.append(([img for img, _ in items], [t for _, t in items]))
-    criterion = train.RetinaNetLoss.from_model(detector) if loss == "batched" else None
+    criterion = RetinaNetLoss.from_model(detector) if loss == "batched" else None
     ctx = TrainContext(
         model,
         optimizer,
@@ -123,3 +125,17 @@ def test_nonfinite_gradient_with_a_finite_loss_skips_the_step(process_group, cap
     assert "non-finite gradients at step 0" in caplog.text
     for old, new in zip(before, detector.parameters(), strict=True):
         assert torch.equal(old, new)
+
+
+def test_ddp_broadcasts_buffers_only_for_rank_local_batchnorm(process_group):
+    """FrozenBatchNorm2d statistics are the same on every rank: no broadcast before each
+    forward. Trainable BatchNorm on the CPU (no SyncBatchNorm there) keeps the broadcast."""
+    info = du.DistInfo(0, 1, 0, torch.device("cpu"), "gloo")
+    frozen = recipe.wrap_model(
+        recipe.TrainForward(build_model("resnet10", 3, 64, True)), _args(), info
+    )
+    plain = recipe.wrap_model(recipe.TrainForward(build_model("resnet10", 3, 64)), _args(), info)
+    assert frozen.forward_sync_buffers is False
+    assert plain.forward_sync_buffers is True
+    # CPU parameters: the default (foreach) optimizer; fused is for CUDA parameters
+    assert recipe.build_optimizer(build_model("resnet10", 3, 64), _args()).defaults["fused"] is None

@@ -11,7 +11,7 @@ from torchvision.models.detection import RetinaNet
 
 from training.errors import UsageError
 from training.model import BACKBONES, build_model, infer_architecture, load_weights
-from training.train import make_lr_lambda, wrap_model
+from training.recipe import make_lr_lambda, wrap_model
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)

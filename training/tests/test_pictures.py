@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from training import pictures
+from training.coco_scoring import coco_stats
 from training.data.synthetic import SyntheticDataset
-from training.evaluate import coco_stats
 from training.predict import class_colour
 
 

@@ -124,3 +124,30 @@ def test_image_runs_cut_at_image_boundaries():
     assert image_runs([10, 20, 45, 50, 90], limit=25) == [(0, 20), (20, 45), (45, 50), (50, 90)]
     assert image_runs([5, 5, 9], limit=100) == [(0, 9)]
     assert image_runs([30], limit=10) == [(0, 30)]
+
+
+def test_evaluation_detect_gives_the_model_own_detections_in_original_coordinates():
+    """engine.predict_shard's path (transform, backbone, head, batched post-processing,
+    boxes mapped back to each input's size) against `model(images)` in eval mode, on images
+    of different sizes (one resized up by the transform, so the mapping back matters)."""
+    from training.postprocess import detect
+
+    torch.manual_seed(3)
+    model = build_model("resnet10", 3, 128).eval()
+    torch.nn.init.constant_(model.head.classification_head.cls_logits.bias, -1.0)
+    gen = torch.Generator().manual_seed(3)
+    images = [torch.rand(3, h, w, generator=gen) for h, w in [(128, 96), (100, 128), (48, 64)]]
+    cache: dict = {}
+    ours = detect(model, images, cache)
+    with torch.inference_mode():
+        ref = model(images)
+    assert sum(len(r["scores"]) for r in ref) >= 30  # not a trivial comparison
+    assert ref[2]["boxes"][:, 2].max() <= 64 and ref[2]["boxes"][:, 3].max() <= 48
+    for o, r in zip(ours, ref, strict=True):
+        assert o["boxes"].shape == r["boxes"].shape
+        ko, kr = _order(o), _order(r)
+        torch.testing.assert_close(o["scores"][ko], r["scores"][kr], rtol=0, atol=0)
+        # torchvision decodes with its own anchors in fp32 too: equal to rounding
+        torch.testing.assert_close(o["boxes"][ko], r["boxes"][kr], rtol=0, atol=1e-4)
+        assert torch.equal(o["labels"][ko], r["labels"][kr])
+    assert len(cache) == 1  # one canvas for the batch, anchors computed once

@@ -15,6 +15,7 @@
 #   linux-modules-nvidia-B<V>-<kernel release>            the signed prebuilt module
 #   linux-modules-nvidia-B<V>-{generic,generic-hwe-22.04}  its metapackages, per kernel flavour
 #   nvidia-fabricmanager-B, libnvidia-nscq-B   at the driver's version and an older point release
+#   nvlsm                          the NVLink subnet manager (NVLink 5), dated versions of its own
 # plus a transitional nvidia-driver-510 (-> 535), ubuntu-drivers-common (the ubuntu-drivers
 # stand-in), the kernel image metapackages linux-image-generic and linux-image-generic-hwe-22.04,
 # and linux-headers-$(uname -r). Usage: build-archive.sh SRC_DIR REPO_DIR
@@ -156,6 +157,15 @@ for s in "" -server; do
 done
 fabricmanager 570 570.172.08
 fabricmanager 570 570.133.20
+
+# The NVLink subnet manager (NVIDIA's repository): versioned by date, not by driver branch.
+root=$(deb nvlsm 2025.10.14-1)
+mkdir -p "$root/opt/nvidia/nvlsm/sbin" "$root/usr/share/nvidia/nvlsm"
+printf '#!/bin/sh\n# STAND-IN for nvlsm (molecule scenario nvidia_driver)\nexec sleep infinity\n' \
+  >"$root/opt/nvidia/nvlsm/sbin/nvlsm"
+chmod 0755 "$root/opt/nvidia/nvlsm/sbin/nvlsm"
+echo "log_file /var/log/nvlsm.log" >"$root/usr/share/nvidia/nvlsm/nvlsm.conf"
+build "$root"
 
 # Ubuntu 22.04 keeps end-of-life branches as transitional packages of a newer one.
 root=$(deb nvidia-driver-510 "535.183.01-$suffix" "Depends: nvidia-driver-535" "Section: oldlibs")

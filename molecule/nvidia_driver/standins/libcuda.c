@@ -58,7 +58,7 @@ int cuInit(unsigned int flags) {
   if (gpu(-1, NULL, 0) == 0) return 100;
   if (!read_line("/usr/lib/nvidia-standin/library-version", library, sizeof library)) return 999;
   if (strcmp(loaded, library) != 0) return 803;
-  if (read_line("/etc/nvidia-standin/nvswitches", switches, sizeof switches) &&
+  if (read_line("/etc/nvidia-standin/fabric", switches, sizeof switches) &&
       (!read_line("/run/nvidia-standin/fabric-manager", fabric, sizeof fabric) ||
        strcmp(fabric, loaded) != 0))
     return 802;
