@@ -288,10 +288,16 @@ def test_a_typo_in_the_training_flags_fails_the_play_naming_the_nearest_flag(tmp
         tmp_path,
         {"gpu-1": {}, "gpu-2": {}},
         expect_failure=True,
-        torchrun_service_train_args={"epoch": 3, "batch_size": 8, "output-dir": "/x"},
+        torchrun_service_train_args={
+            "epoch": 3,
+            "batch_size": 8,
+            "output-dir": "/x",
+            "shared_output_dir": True,
+        },
     )
     assert "'epoch' is not a flag of python -m training (did you mean 'epochs'?)" in out
     assert "'output-dir': the unit sets it: use torchrun_service_output_dir" in out
+    assert "'shared_output_dir': the unit sets it: use torchrun_service_output_shared" in out
     assert "batch_size" not in out  # underscores are accepted, as the job does
     assert not list(tmp_path.glob("*.service"))  # nothing rendered: checked first, once
 
