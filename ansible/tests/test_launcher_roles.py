@@ -116,6 +116,14 @@ def _render_units(tmp_path: Path, hosts: dict, expect_failure=False, **group_var
                         "mode": "0644",
                     },
                 },
+                {
+                    "name": "Render the environment file",
+                    "ansible.builtin.template": {
+                        "src": str(ROLES / "torchrun_service" / "templates" / "env.j2"),
+                        "dest": f"{tmp_path}/{{{{ inventory_hostname }}}}.env",
+                        "mode": "0644",
+                    },
+                },
             ],
         }
     ]
@@ -146,7 +154,12 @@ def _exec_start(unit: str) -> list[str]:
     return text.replace("\\\n", " ").split()
 
 
-def test_three_nodes_meet_at_the_first_hosts_rendezvous(tmp_path):
+def _env(tmp_path: Path, host: str) -> dict[str, str]:
+    lines = (tmp_path / f"{host}.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_three_ip_nodes_default_to_the_first_hosts_rendezvous_without_dns(tmp_path):
     hosts = {f"gpu-{i}": {"ansible_host": f"192.0.2.1{i}"} for i in (1, 2, 3)}
     units = _render_units(
         tmp_path,
@@ -161,25 +174,37 @@ def test_three_nodes_meet_at_the_first_hosts_rendezvous(tmp_path):
             "/opt/ddp-cluster/venv/bin/python",
             "/usr/local/lib/ddp-train/torchrun_service.py",
         ]
-        is_host = "true" if name == "gpu-1" else "false"
-        assert args[2:9] == [
-            "--nnodes=3",
+        assert args[2:11] == [
+            "--nnodes=${DDP_NNODES}",
             "--nproc-per-node=8",
             "--rdzv-backend=c10d",
-            "--rdzv-endpoint=192.0.2.11:29400",
+            "--rdzv-endpoint=${DDP_RDZV_ENDPOINT}",
             "--rdzv-id=coco-r50",
-            f"--rdzv-conf=join_timeout=900,is_host={is_host}",
+            "--rdzv-conf=${DDP_RDZV_CONF}",
+            "--local-addr=${DDP_LOCAL_ADDR}",
             "--max-restarts=3",
-        ]
-        assert "--standalone" not in args
-        assert args[9:] == [
             "-m",
+        ]
+        assert args[11:] == [
             "training",
             "--config",
             "/etc/ddp-train/train.yaml",
             "--output-dir",
             "/var/lib/ddp-train/jobs/coco-r50",
         ]
+        # launch.yml's launch.env overrides the env file's defaults (read later, may be absent).
+        assert unit.index("EnvironmentFile=/etc/ddp-train/ddp-train.env\n") < unit.index(
+            "EnvironmentFile=-/etc/ddp-train/launch.env\n"
+        )
+        env = _env(tmp_path, name)
+        is_host = "true" if name == "gpu-1" else "false"
+        # Every address is the host's ansible_host IP: no name needs to resolve.
+        assert env["DDP_NNODES"] == "3:3"
+        assert env["DDP_RDZV_ENDPOINT"] == "192.0.2.11:29400"
+        assert env["DDP_RDZV_CONF"] == f"join_timeout=900,last_call_timeout=30,is_host={is_host}"
+        assert env["DDP_LOCAL_ADDR"] == hosts[name]["ansible_host"]
+        assert env["DDP_NODES"] == "gpu-1=192.0.2.11,gpu-2=192.0.2.12,gpu-3=192.0.2.13"
+        assert env["DDP_RDZV_RETRY_SEC"] == "15" and env["DDP_RDZV_RETRY_FOR"] == "0"
         assert "User=ddp\n" in unit and "Restart=on-failure\n" in unit
         assert "RestartPreventExitStatus=2\n" in unit  # a user mistake is not retried
         assert "KillSignal=SIGTERM\n" in unit and "TimeoutStopSec=120\n" in unit
@@ -188,12 +213,42 @@ def test_three_nodes_meet_at_the_first_hosts_rendezvous(tmp_path):
         assert "DeviceAllow=char-infiniband_verbs rw\n" in unit
         assert "LimitMEMLOCK=infinity\n" in unit
         assert "After=network-online.target\n" in unit
+        assert "--shared-output-dir" not in unit
 
 
-def test_one_node_runs_standalone_on_the_cpu_without_infiniband(tmp_path):
+def test_an_elastic_range_a_shared_output_folder_and_an_interface_address(tmp_path):
     units = _render_units(
         tmp_path,
-        {"solo": {}},
+        {"n1": {"ansible_host": "node-one.example"}, "n2": {"ansible_host": "192.0.2.22"}},
+        torchrun_service_nnodes_min=1,
+        torchrun_service_nnodes_max=2,
+        torchrun_service_output_shared=True,
+        torchrun_service_rdzv_last_call_timeout=5,
+        torchrun_service_interface="lo",
+    )
+    # n1's ansible_host is a name: it advertises the address of torchrun_service_interface.
+    assert _env(tmp_path, "n1")["DDP_LOCAL_ADDR"] == "127.0.0.1"
+    assert _env(tmp_path, "n1")["DDP_RDZV_ENDPOINT"] == "127.0.0.1:29400"
+    assert _env(tmp_path, "n2")["DDP_RDZV_ENDPOINT"] == "127.0.0.1:29400"
+    assert _env(tmp_path, "n2")["DDP_NNODES"] == "1:2"
+    assert "last_call_timeout=5," in _env(tmp_path, "n2")["DDP_RDZV_CONF"]
+    assert _exec_start(units["n2"])[-1] == "--shared-output-dir"
+
+
+def test_a_name_without_facts_for_its_interface_fails_naming_the_host_and_the_fix(tmp_path):
+    out = _render_units(
+        tmp_path,
+        {"n1": {"ansible_host": "node-one.example"}},
+        expect_failure=True,
+        torchrun_service_interface="no-such-if0",
+    )
+    assert "n1 has no IPv4 address on torchrun_service_interface 'no-such-if0'" in out
+
+
+def test_one_node_meets_itself_on_the_cpu_without_infiniband(tmp_path):
+    units = _render_units(
+        tmp_path,
+        {"solo": {"ansible_host": "127.0.0.1"}},
         torchrun_service_nccl_ib_disable=True,
         torchrun_service_after_persistenced=True,
     )
@@ -203,14 +258,10 @@ def test_one_node_runs_standalone_on_the_cpu_without_infiniband(tmp_path):
     if shutil.which("nvidia-smi"):
         out = subprocess.run(["nvidia-smi", "--list-gpus"], capture_output=True, text=True)
         gpus = sum(line.startswith("GPU ") for line in out.stdout.splitlines())
-    nproc = gpus or 1
-    assert args[2:6] == [
-        "--nnodes=1",
-        f"--nproc-per-node={nproc}",
-        "--standalone",
-        "--max-restarts=3",
-    ]
-    assert not [a for a in args if a.startswith("--rdzv")]
+    assert args[2:4] == ["--nnodes=${DDP_NNODES}", f"--nproc-per-node={gpus or 1}"]
+    env = _env(tmp_path, "solo")
+    assert env["DDP_NNODES"] == "1:1" and env["DDP_RDZV_ENDPOINT"] == "127.0.0.1:29400"
+    assert env["DDP_RDZV_CONF"].endswith(",is_host=true")
     assert "infiniband" not in units["solo"] and "LimitMEMLOCK" not in units["solo"]
     assert "After=network-online.target nvidia-persistenced.service\n" in units["solo"]
 
@@ -237,17 +288,25 @@ def test_a_typo_in_the_training_flags_fails_the_play_naming_the_nearest_flag(tmp
         tmp_path,
         {"gpu-1": {}, "gpu-2": {}},
         expect_failure=True,
-        torchrun_service_train_args={"epoch": 3, "batch_size": 8, "output-dir": "/x"},
+        torchrun_service_train_args={
+            "epoch": 3,
+            "batch_size": 8,
+            "output-dir": "/x",
+            "shared_output_dir": True,
+        },
     )
     assert "'epoch' is not a flag of python -m training (did you mean 'epochs'?)" in out
     assert "'output-dir': the unit sets it: use torchrun_service_output_dir" in out
+    assert "'shared_output_dir': the unit sets it: use torchrun_service_output_shared" in out
     assert "batch_size" not in out  # underscores are accepted, as the job does
     assert not list(tmp_path.glob("*.service"))  # nothing rendered: checked first, once
 
 
 def test_valid_training_flags_pass_with_dashes_or_underscores(tmp_path):
     args = {"epochs": 2, "batch_size": 8, "image-size": 64, "amp": True, "lr-steps": [1]}
-    units = _render_units(tmp_path, {"solo": {}}, torchrun_service_train_args=args)
+    units = _render_units(
+        tmp_path, {"solo": {"ansible_host": "127.0.0.1"}}, torchrun_service_train_args=args
+    )
     assert "--config /etc/ddp-train/train.yaml" in " ".join(_exec_start(units["solo"]))
 
 

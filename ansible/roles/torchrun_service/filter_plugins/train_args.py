@@ -14,6 +14,7 @@ import difflib
 RESERVED = {
     "config": "the unit passes --config /etc/<name>/train.yaml itself",
     "output-dir": "the unit sets it: use torchrun_service_output_dir (or _output_root)",
+    "shared-output-dir": "the unit sets it: use torchrun_service_output_shared",
     "start-over": (
         "it would start over at every restart: use launch.yml with "
         "-e torchrun_service_launch_reset=true"
