@@ -27,7 +27,6 @@ import argparse
 import json
 import os
 import resource
-import socket
 import sys
 import tempfile
 import time
@@ -233,12 +232,6 @@ def measure(name, flags, common, device, warmup: int, steps: int) -> dict:
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
@@ -257,7 +250,7 @@ def main() -> int:
     steps = a.steps or (30 if cuda else 16)
     workers = a.workers if a.workers is not None else (6 if cuda else 1)
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    os.environ.setdefault("MASTER_PORT", str(du.free_port()))
     dist.init_process_group("nccl" if cuda else "gloo", rank=0, world_size=1)
     if cuda:
         torch.cuda.set_device(0)
