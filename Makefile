@@ -32,6 +32,10 @@ venv: $(STAMP)
 system-deps:
 	@tools/ensure-system-deps.sh
 
+.PHONY: disk-check  ## Fail early when make test would run out of disk space (CHECK_DISK=0 skips)
+disk-check: system-deps
+	@tools/check-disk.sh
+
 .PHONY: node-image  ## Build the local systemd container image for molecule (cached)
 node-image: system-deps
 	@tools/build-node-image.sh
@@ -44,7 +48,7 @@ train: venv
 	  --nproc-per-node=$(NPROC) -m training $(ARGS)
 
 .PHONY: test  ## Run every test: lint, Python tests (real torchrun), all molecule scenarios
-test: system-deps venv
+test: system-deps disk-check venv
 	$(MAKE) lint
 	$(MAKE) pytest
 	$(MAKE) molecule-all
