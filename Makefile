@@ -40,6 +40,10 @@ disk-check: system-deps
 node-image: system-deps
 	@tools/build-node-image.sh
 
+.PHONY: images  ## Build the molecule scenarios' images and the wheelhouse (cached)
+images: venv node-image
+	@tools/build-torch-image.sh
+
 .PHONY: train  ## Run the default DDP training job on this node (ARGS="--epochs 3 ...")
 # TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1: a restarted worker group must not read the previous
 # group's addresses from torchrun's shared store (pytorch/pytorch#135712).
@@ -48,9 +52,11 @@ train: venv
 	  --nproc-per-node=$(NPROC) -m training $(ARGS)
 
 .PHONY: test  ## Run every test: lint, Python tests (real torchrun), all molecule scenarios
+# The scenarios' images (minutes of I/O on a fresh machine) build while pytest runs; each
+# part's output is shown whole when it ends.
 test: system-deps disk-check venv
 	$(MAKE) lint
-	$(MAKE) pytest
+	$(MAKE) -j2 --output-sync=target pytest images
 	$(MAKE) molecule-all
 
 .PHONY: pytest  ## Run the Python tests only (PYTEST_ARGS="-k tree" narrows them)
