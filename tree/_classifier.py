@@ -229,7 +229,8 @@ class ID3Classifier(ClassifierMixin, BaseEstimator):
         specs, enc = encode_fit(cols, names, self.categorical_features, missing)
         if not np.all(w > 0):  # a row of weight 0 is a row that is not there
             keep = w > 0
-            enc.codes, y_codes, w = np.ascontiguousarray(enc.codes[:, keep]), y_codes[keep], w[keep]
+            enc.codes = [c[keep] for c in enc.codes]
+            y_codes, w = y_codes[keep], w[keep]
         total_weight = float(w.sum())
         if bool(np.all(w == 1.0)):
             w = None  # every weight is 1: the builder needs no array of them

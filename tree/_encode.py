@@ -40,18 +40,37 @@ class FeatureSpec:
         return self._index
 
 
+_KEEP_VALUES = 1 << 19  # keep the sorted values of numeric columns up to this many in all
+
+
 @dataclass
 class Encoded:
-    """Training data for the builder: ``codes[f, i]`` is row *i*'s value of feature *f*.
+    """Training data for the builder: ``codes[f][i]`` is row *i*'s value of feature *f*.
 
     A categorical value is its index in ``FeatureSpec.categories``; a number is its rank among
-    the feature's distinct values (``uniques[f]``). Missing is ``n_values[f]``.
+    the feature's distinct values (``values(f)``). Missing is ``n_values[f]``. Each feature's
+    codes are a 1-D array of the smallest of uint8, uint16 and int32 that holds them.
     """
 
-    codes: np.ndarray  # (n_features, n_rows) uint8, uint16 or int32: the smallest that fits
+    codes: list  # per feature, (n_rows,) uint8, uint16 or int32
     n_values: np.ndarray  # (n_features,) int64
     numeric: np.ndarray  # (n_features,) bool
-    uniques: list  # sorted distinct values of numeric features, None for categorical
+    uniques: list  # sorted distinct values of numeric features when kept, else None
+    columns: list | None = None  # the input columns, to find values not kept
+    missing: tuple = DEFAULT_MISSING
+
+    def values(self, f: int, keep: bool = True) -> np.ndarray:
+        """The sorted distinct values of numeric feature *f* (rank ``r`` is ``values(f)[r]``).
+
+        Kept from encoding while they are few (``_KEEP_VALUES`` in all); else read again
+        from the input column, the same way (and kept from then on if *keep*).
+        """
+        if self.uniques[f] is not None:
+            return self.uniques[f]
+        values = _numeric_ranks(self.columns[f], str(f), self.missing, ranks=False)[1]
+        if keep:
+            self.uniques[f] = values
+        return values
 
 
 def _python_scalar(value):
@@ -210,13 +229,13 @@ def encode_fit(cols, names, categorical_features=None, missing=DEFAULT_MISSING):
     >>> specs, enc = encode_fit(cols, names)
     >>> [(s.name, s.kind, s.categories) for s in specs]
     [('x0', 'categorical', ['long', 'short']), ('x1', 'numeric', None)]
-    >>> enc.codes.tolist(), enc.codes.dtype.name  # missing is n_values: 2 for both columns
+    >>> [c.tolist() for c in enc.codes], enc.codes[0].dtype.name  # missing is n_values: 2
     ([[0, 1, 2], [1, 2, 0]], 'uint8')
     """
     declared = _declared(categorical_features, names)
-    n_rows = len(cols[0])
-    specs, uniques, columns = [], [], []
+    specs, uniques, codes = [], [], []
     n_values = np.empty(len(cols), dtype=np.int64)
+    kept = 0  # sorted numeric values kept so far
     for j, (col, name) in enumerate(zip(cols, names, strict=True)):
         kind = _kind(col, name, declared[j], missing)
         if kind == "categorical":
@@ -228,24 +247,40 @@ def encode_fit(cols, names, categorical_features=None, missing=DEFAULT_MISSING):
                 # its categories are the spec's: predict on this dtype takes its codes as is
                 specs[-1]._same_dtype = dtype
             uniques.append(None)
+            c = np.where(c < 0, n_values[j], c).astype(_smallest_uint(int(n_values[j]) + 1))
         else:
-            values = _as_float(col, name, missing)
-            known = ~np.isnan(values)
-            u, inverse = np.unique(values[known], return_inverse=True)
-            c = np.full(n_rows, -1, dtype=np.int32)
-            c[known] = inverse
+            c, u = _numeric_ranks(col, name, missing)
             n_values[j] = len(u)
             specs.append(FeatureSpec(name, kind))
-            narrow = getattr(col, "dtype", None) in (np.float32, np.float16)
-            uniques.append(u.astype(col.dtype) if narrow else u)  # exact: the input's values
-        c = np.where(c < 0, n_values[j], c)
-        columns.append(c.astype(_smallest_uint(int(n_values[j]) + 1)))
-    codes = np.empty((len(cols), n_rows), dtype=_smallest_uint(int(n_values.max()) + 1))
-    for j, c in enumerate(columns):
-        codes[j] = c
-        columns[j] = None
+            kept += len(u)
+            uniques.append(u if kept <= _KEEP_VALUES else None)
+            del u
+        codes.append(c)
     numeric = np.array([s.kind == "numeric" for s in specs], dtype=bool)
-    return specs, Encoded(codes, n_values, numeric, uniques)
+    return specs, Encoded(codes, n_values, numeric, uniques, list(cols), missing)
+
+
+def _numeric_ranks(col, name, missing, ranks=True):
+    """``(ranks, values)``: the sorted distinct values and each row's rank among them.
+
+    A missing value's rank is the number of values. Ranks are the smallest unsigned integer
+    type that holds them (int32 past uint16); *ranks* False returns None for them.
+    """
+    values = _as_float(col, name, missing)
+    known = ~np.isnan(values)
+    every = bool(known.all())
+    # the same call either way: equal values (0.0 and -0.0) then give the same representative
+    u, inverse = np.unique(values if every else values[known], return_inverse=True)
+    if not ranks:
+        c = None
+    elif every:
+        c = inverse.reshape(-1).astype(_smallest_uint(len(u) + 1))
+    else:
+        c = np.full(len(values), len(u), dtype=_smallest_uint(len(u) + 1))
+        c[known] = inverse.reshape(-1)
+    del inverse, values, known
+    narrow = getattr(col, "dtype", None) in (np.float32, np.float16)
+    return c, (u.astype(col.dtype) if narrow else u)  # exact: the input's values
 
 
 def _training_codes(col, spec: FeatureSpec):
