@@ -188,11 +188,14 @@ def _subsets(scorer, detail, known_rows, level, n_values):
 
 def _gather(xk, feature, at):
     """``xk[feature[i]][at[i]]`` for every i, as int64: one gather per feature."""
+    per_feature = np.bincount(feature, minlength=len(xk))
+    if np.count_nonzero(per_feature) <= 1:  # one feature (or none): no sorting
+        f = int(np.argmax(per_feature))
+        return xk[f][at].astype(np.int64)
     out = np.empty(len(at), dtype=np.int64)
-    order = np.argsort(feature, kind="stable")
-    ends = np.searchsorted(feature[order], np.arange(len(xk)), side="right")
+    order = np.argsort(feature.astype(np.int16) if len(xk) < 2**15 else feature, kind="stable")
     start = 0
-    for f, end in enumerate(ends.tolist()):
+    for f, end in enumerate(np.cumsum(per_feature).tolist()):
         if end > start:
             sel = order[start:end]
             out[sel] = xk[f][at[sel]]
@@ -207,21 +210,34 @@ def _route(xk, rows, y_rows, node, w, frac, best, has_split, cut, enc, k, s, fra
     ``child`` (numbered within the next level), weight and fraction, and the children's
     ``(parent, branch)``, class weights ``(n_children, k)`` and row counts.
     """
+    # row-sized arrays are freed as soon as they are used: this is the fit's peak of memory
     split = np.flatnonzero(has_split[node])
-    fr = best[node[split]]
-    code = _gather(xk, fr, split if rows is None else rows[split]) // k
+    at = node[split]  # the node of each row that moves
+    fr = best[at]
+    code = _gather(xk, fr, split if rows is None else rows[split])
+    code //= k
     known = code < enc.n_values[fr]
-    go = split[known]
-    branch = np.where(enc.numeric[fr], code > cut[node[split]], code)[known]
+    num = np.flatnonzero(enc.numeric[fr])
+    del fr
+    code[num] = code[num] > cut[at[num]]  # a number's branch: 0 (<=) or 1 (>)
+    del num
+    go, branch, at = split[known], code[known], at[known]
+    lost = split[~known]
+    del split, code, known
     if groups:  # value subsets: each value's branch at its node
         table = np.tile(np.arange(int(enc.n_values.max()) + 1), (s, 1))
         for j, mapping in groups.items():
             table[j, : len(mapping)] = mapping
-        branch = table[node[go], branch]
+        branch = table[at, branch]
     width = int(np.max(np.where(enc.numeric, 2, enc.n_values)[best[has_split]], initial=1))
-    key = node[go] * width + branch
+    key = at * width
+    key += branch
+    del at, branch
     w_go = None if w is None else w[go]  # None: every weight is 1
-    parent, child_branch, counts = pairs(key * k + y_rows[go], s * width * k, k, width, w_go)
+    with_class = key * k
+    with_class += y_rows[go]
+    parent, child_branch, counts = pairs(with_class, s * width * k, k, width, w_go)
+    del with_class
     counts = np.ascontiguousarray(counts.T)
     child_key = parent * width + child_branch  # ascending: children are in (parent, branch) order
     if s * width <= max(_DENSE, _DENSE_PER_KEY * len(key)):
@@ -232,7 +248,6 @@ def _route(xk, rows, y_rows, node, w, frac, best, has_split, cut, enc, k, s, fra
         child = np.searchsorted(child_key, key)
     take, child_w, child_f = go, w_go, None if frac is None else frac[go]  # None: all 1
     n_kids = len(parent)
-    lost = split[~known]
     if fractional and len(lost):
         # each missing row goes down every branch of its node with the branch's known share
         known_weight = counts.sum(1)
@@ -381,6 +396,7 @@ def grow(
             splittable = may_split(next_C, next_R, depth + 1)
             stay = splittable[child]
             node = (np.cumsum(splittable) - 1)[child[stay]]
+            del child
             take = take[stay]
             w = None if w is None else w[stay]
             frac = None if frac is None else frac[stay]
@@ -396,6 +412,7 @@ def grow(
         first_id += m
         depth += 1
         C, R = next_C, next_R
+    xk.clear()  # the working codes go before the values of the thresholds are read
     sizes = [len(f) for f in out["feature"]]
     threshold = np.concatenate(out["threshold"])
     for f, found in cuts.items():  # one feature's values at a time: they may not be kept

@@ -312,7 +312,7 @@ class ID3Classifier(ClassifierMixin, BaseEstimator):
 
     def _encode(self, X, slots=None):
         check_is_fitted(self)
-        cols, _, _ = columns_of(X, type(self).__name__)
+        cols, _, _ = columns_of(X, type(self).__name__, arrays=True)
         validate_data(self, X, skip_check_array=True, reset=False)
         return encode_predict(cols, self.features_, self._missing_strings(), slots)
 

@@ -40,7 +40,7 @@ class FeatureSpec:
         return self._index
 
 
-_KEEP_VALUES = 1 << 19  # keep the sorted values of numeric columns up to this many in all
+_KEEP_VALUES = 1 << 18  # keep the sorted values of numeric columns up to this many in all
 
 
 @dataclass
@@ -268,17 +268,29 @@ def _numeric_ranks(col, name, missing, ranks=True):
     """
     values = _as_float(col, name, missing)
     known = ~np.isnan(values)
-    every = bool(known.all())
-    # the same call either way: equal values (0.0 and -0.0) then give the same representative
-    u, inverse = np.unique(values if every else values[known], return_inverse=True)
-    if not ranks:
-        c = None
-    elif every:
-        c = inverse.reshape(-1).astype(_smallest_uint(len(u) + 1))
-    else:
-        c = np.full(len(values), len(u), dtype=_smallest_uint(len(u) + 1))
-        c[known] = inverse.reshape(-1)
-    del inverse, values, known
+    if not known.all():
+        values = values[known]
+    # np.unique(values, return_inverse=True) step by step (the same sort, so the same value
+    # stands for 0.0 and -0.0), freeing each row-sized array once used
+    perm = values.argsort(kind="quicksort")
+    ordered = values[perm]
+    del values
+    first = np.empty(len(ordered), dtype=bool)
+    first[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    u = ordered[first]
+    del ordered
+    c = None
+    if ranks:
+        dtype = _smallest_uint(len(u) + 1)
+        rank = np.cumsum(first, dtype=dtype)
+        rank -= 1
+        c = np.empty(len(perm), dtype=dtype)
+        c[perm] = rank
+        del rank, perm
+        if len(c) != len(known):
+            c, known_c = np.full(len(known), len(u), dtype=dtype), c
+            c[known] = known_c
     narrow = getattr(col, "dtype", None) in (np.float32, np.float16)
     return c, (u.astype(col.dtype) if narrow else u)  # exact: the input's values
 
@@ -290,7 +302,12 @@ def _training_codes(col, spec: FeatureSpec):
         if not dtype.categories.equals(spec.index):
             return None
         spec._same_dtype = dtype  # the next call with this dtype skips the comparison
-    return col.array.codes
+    return _codes(col)
+
+
+def _codes(col) -> np.ndarray:
+    """The category codes of a categorical Series or ``Categorical`` (-1: missing)."""
+    return col.codes if isinstance(col, pd.Categorical) else col.array.codes
 
 
 def _predict_dtype(cols, specs, slots):
@@ -365,16 +382,15 @@ def encode_predict(cols, specs: list, missing=DEFAULT_MISSING, slots=None) -> np
         if isinstance(col.dtype, pd.CategoricalDtype):
             codes = _training_codes(col, spec)
             if codes is not None:  # the training categories: codes as is
-                if slots is None:
-                    out[j] = codes
-                    out[j][codes < 0] = np.nan
-                else:  # pandas writes -1 for missing; no code reaches the slot count
-                    out[j] = np.where(codes < 0, slots[j], codes)
+                np.copyto(out[j], codes, casting="unsafe")
+                lost = codes < 0  # pandas writes -1 for missing; no code reaches the slot count
+                if lost.any():
+                    out[j][lost] = np.nan if slots is None else slots[j]
                 continue
-            cats = col.cat.categories.astype(object)
+            cats = col.dtype.categories.astype(object)
             mapping = spec.index.get_indexer(cats).astype(np.float64)
             mapping[np.asarray(_missing_mask(np.asarray(cats, dtype=object), missing))] = np.nan
-            row = np.append(mapping, np.nan)[col.array.codes]
+            row = np.append(mapping, np.nan)[_codes(col)]
         else:
             values = col.to_numpy() if isinstance(col, pd.Series) else np.asarray(col)
             values = np.asarray(values, dtype=object)

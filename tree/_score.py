@@ -13,7 +13,7 @@ import numpy as np
 DECIMALS = 10  # gains are rounded to this many decimals before comparing: ties are exact
 _DENSE = 1 << 12  # count with a dense bincount up to this many keys
 _DENSE_PER_KEY = 4  # ... or this many per row counted
-_BLOCK = 1 << 14  # the numeric scorer works through a node's cuts this many at a time
+_BLOCK = 1 << 13  # past 4 x this many cuts, the numeric scorer takes them this many at a time
 
 
 def xlogx(c):
@@ -178,8 +178,9 @@ class Scorer:
         carry, rcarry = np.zeros(self.k), 0.0
         done = 0  # nodes started before the block
         found = []
-        for a in range(0, max(m, 1), _BLOCK):  # in blocks: the arrays of one stay small
-            b = min(a + _BLOCK, m)
+        step = m if m <= 4 * _BLOCK else _BLOCK  # many cuts go in blocks: their arrays stay small
+        for a in range(0, max(m, 1), max(step, 1)):
+            b = min(a + step, m)
             block = counts[:, a:b].copy()
             block[:, :1] += carry[:, None]  # the running sum goes on from the block before
             cum = np.cumsum(block, axis=1)
