@@ -8,8 +8,11 @@ Three tables, all measured in this one run:
    ``TREE_BENCH_BIG=1``). Ours fits the categorical data as pandas categoricals, scikit-learn
    the same codes as float32; both fit the same numeric array. Each time is the best of
    ``--repeats`` runs (ours and scikit-learn's interleaved); the ratio is ours / sklearn's.
-2. Memory: the peak of Python-allocated memory (tracemalloc) during fit, beyond the input,
-   at 200,000 x 20 (and 200,000 x 500 with ``--big``).
+2. Memory: the peak memory a fit adds, at 200,000 x 20 (and 200,000 x 500 with ``--big``),
+   each fit in a fresh process with its input made before the reading, by two instruments:
+   the growth of the peak resident set size (every page touched, C allocations included)
+   and tracemalloc's peak (Python-tracked allocations only: it misses scikit-learn's
+   C-level tree nodes and splitter buffers). See ``memory_child``.
 3. Accuracy: 10-fold cross-validated accuracy of ID3 (``ID3Classifier()``), C4.5
    (``criterion="gain_ratio", prune="error"``) and scikit-learn's entropy tree with
    ``ccp_alpha`` chosen by an inner 5-fold CV on each training fold, on scikit-learn's
@@ -19,7 +22,7 @@ Three tables, all measured in this one run:
 The categorical fit at 100,000 rows and cardinality 3-20 must take at most half of
 scikit-learn's time (the seed's target): the script prints PASS or FAIL and exits 1 on FAIL.
 
-    python benchmarks/bench_tree.py [--big] [--repeats 3] [--skip-accuracy]
+    python benchmarks/bench_tree.py [--big] [--repeats 3] [--skip-accuracy] [--memory-only]
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import subprocess
 import sys
 import time
 import tracemalloc
@@ -99,23 +103,74 @@ def time_row(name, ours_X, sk_X, y, repeats):
     return fit_o / fit_s
 
 
-def peak_mib(fn):
+def _status_mib(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024
+    raise OSError(f"no {key} in /proc/self/status")
+
+
+def memory_child(who, data, n_features, instrument):
+    """In a fresh process: the peak memory one fit adds, in MiB (printed).
+
+    The input is made first and one fit on 200 rows runs before the reading, so imports and
+    first-call caches are not counted. ``rss``: the peak resident set size during the fit
+    (VmHWM, reset through /proc/self/clear_refs) less the resident size before it: every
+    page touched, whoever allocated it (numpy, C malloc, C++). ``tracemalloc``: the peak of
+    Python-tracked allocations (numpy's included; C-level malloc, such as scikit-learn's tree
+    nodes and splitter buffers, is not seen).
+    """
+    if data == "categorical":
+        codes, y = categorical_data(200_000, 20)
+        X = as_frame(codes, 20) if who == "ours" else codes.astype(np.float32)
+        del codes
+    else:
+        X, y = numeric_data(200_000, n_features=n_features)
+
+    def fit(X, y):
+        if who == "ours":
+            return ID3Classifier().fit(X, y)
+        return DecisionTreeClassifier(criterion="entropy", random_state=0).fit(X, y)
+
+    fit(X.iloc[:200] if isinstance(X, pd.DataFrame) else X[:200], y[:200])
     gc.collect()
-    tracemalloc.start()
-    fn()
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return peak / 2**20
+    if instrument == "rss":
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # VmHWM := VmRSS
+        before = _status_mib("VmRSS")
+        fit(X, y)
+        peak = _status_mib("VmHWM") - before
+    else:
+        tracemalloc.start()
+        fit(X, y)
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
+    print(f"{peak:.3f}")
 
 
-def memory_row(name, ours_X, sk_X, y):
-    ours = peak_mib(lambda: ID3Classifier().fit(ours_X, y))
-    theirs = peak_mib(lambda: DecisionTreeClassifier(criterion="entropy").fit(sk_X, y))
-    size = sk_X.nbytes / 2**20
-    print(
-        f"| {name:<28} | {ours:8.1f} | {theirs:8.1f} | {ours / theirs:6.2f} | {size:8.1f} |",
-        flush=True,
+def peak_mib(who, data, n_features, instrument):
+    """``memory_child`` in a fresh interpreter; NaN when the instrument is unavailable."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-child", who, data, str(n_features), instrument],
+        capture_output=True,
+        text=True,
     )
+    if out.returncode != 0:
+        if instrument == "rss":  # no /proc (not Linux) or clear_refs refused
+            return np.nan
+        raise RuntimeError(out.stderr)
+    return float(out.stdout.split()[-1])
+
+
+def memory_row(name, data, n_features=N_FEATURES):
+    cells = []
+    for instrument in ("rss", "tracemalloc"):
+        ours = peak_mib("ours", data, n_features, instrument)
+        theirs = peak_mib("sklearn", data, n_features, instrument)
+        cells.append(f"{ours:8.1f} | {theirs:8.1f} | {ours / theirs:6.2f}")
+    size = 200_000 * n_features * 4 / 2**20  # the float32 array: scale
+    print(f"| {name:<28} | {' | '.join(cells)} | {size:8.1f} |", flush=True)
 
 
 def sklearn_ccp_cv(X, y, seed=0):
@@ -169,6 +224,22 @@ def accuracy_row(name, X, y, ours_X=None):
     print(f"| {name:<30} | {len(y):>6} | {cells} |", flush=True)
 
 
+def memory_table(big):
+    print(
+        "\nFit memory (MiB; each fit in a fresh process; rss: peak resident size growth, "
+        "tracemalloc: peak of Python-tracked allocations; input: the float32 array's size)"
+    )
+    print(
+        "| data                         | ours rss | sk rss   | ratio  | ours tm  | sk tm    "
+        "| ratio  | input    |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    memory_row("categorical 200,000 x 20", "categorical")
+    memory_row("numeric 200,000 x 20", "numeric")
+    if big:
+        memory_row("numeric 200,000 x 500", "numeric", 500)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -176,7 +247,18 @@ def main() -> int:
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument(
+        "--memory-only", action="store_true", help="only the fit memory table (with --big too)"
+    )
+    parser.add_argument("--memory-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_child:
+        who, data, n_features, instrument = args.memory_child
+        memory_child(who, data, int(n_features), instrument)
+        return 0
+    if args.memory_only:
+        memory_table(args.big)
+        return 0
     sizes = [10_000, 100_000] + ([1_000_000] if args.big else [])
     print(f"numpy {np.__version__}, pandas {pd.__version__}, {os.cpu_count()} CPUs")
     print(f"\nTime (s, best of {args.repeats}; ratio = ours / sklearn)")
@@ -199,17 +281,7 @@ def main() -> int:
         X, y = numeric_data(n)
         time_row(f"numeric {n:,}", X, X, y, repeats)
 
-    print("\nFit memory (MiB, tracemalloc peak during fit; input size for scale)")
-    print("| data                         | ours     | sklearn  | ratio  | input    |")
-    print("|---|---|---|---|---|")
-    codes, y = categorical_data(200_000, 20)
-    memory_row("categorical 200,000 x 20", as_frame(codes, 20), codes.astype(np.float32), y)
-    X, y = numeric_data(200_000)
-    memory_row("numeric 200,000 x 20", X, X, y)
-    if args.big:
-        X, y = numeric_data(200_000, n_features=500)
-        memory_row("numeric 200,000 x 500", X, X, y)
-        del X
+    memory_table(args.big)
 
     if not args.skip_accuracy:
         print("\n10-fold accuracy (mean leaves in brackets)")

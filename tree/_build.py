@@ -142,6 +142,7 @@ def _choose(xk, rows, node, w, frac, level, enc, scorer, min_gain, n_train, with
                     top_cut[wins] = cut[part][wins]
             if with_details:
                 details.append([g, sc, split, va, cut, detail])
+        del pnode, pval, counts, pair_rows, detail  # row-sized: gone before the next chunk
     if scorer.criterion == "gain_ratio":
         filtered = _gain_ratio_filter(gains, valids, enc, n_train)
         for f, d in enumerate(details):
@@ -185,6 +186,23 @@ def _subsets(scorer, detail, known_rows, level, n_values):
     return out
 
 
+def _gather(xk, feature, at):
+    """``xk[feature[i]][at[i]]`` for every i, as int64: one gather per feature."""
+    per_feature = np.bincount(feature, minlength=len(xk))
+    if np.count_nonzero(per_feature) <= 1:  # one feature (or none): no sorting
+        f = int(np.argmax(per_feature))
+        return xk[f][at].astype(np.int64)
+    out = np.empty(len(at), dtype=np.int64)
+    order = np.argsort(feature.astype(np.int16) if len(xk) < 2**15 else feature, kind="stable")
+    start = 0
+    for f, end in enumerate(np.cumsum(per_feature).tolist()):
+        if end > start:
+            sel = order[start:end]
+            out[sel] = xk[f][at[sel]]
+            start = end
+    return out
+
+
 def _route(xk, rows, y_rows, node, w, frac, best, has_split, cut, enc, k, s, fractional, groups):
     """Send the rows of split nodes down their branch.
 
@@ -192,21 +210,34 @@ def _route(xk, rows, y_rows, node, w, frac, best, has_split, cut, enc, k, s, fra
     ``child`` (numbered within the next level), weight and fraction, and the children's
     ``(parent, branch)``, class weights ``(n_children, k)`` and row counts.
     """
-    fr = best[node]
-    code = xk[fr, np.arange(len(node)) if rows is None else rows] // k
-    split_row = has_split[node]
+    # row-sized arrays are freed as soon as they are used: this is the fit's peak of memory
+    split = np.flatnonzero(has_split[node])
+    at = node[split]  # the node of each row that moves
+    fr = best[at]
+    code = _gather(xk, fr, split if rows is None else rows[split])
+    code //= k
     known = code < enc.n_values[fr]
-    go = np.flatnonzero(split_row & known)
-    branch = np.where(enc.numeric[fr], code > cut[node], code)[go]
+    num = np.flatnonzero(enc.numeric[fr])
+    del fr
+    code[num] = code[num] > cut[at[num]]  # a number's branch: 0 (<=) or 1 (>)
+    del num
+    go, branch, at = split[known], code[known], at[known]
+    lost = split[~known]
+    del split, code, known
     if groups:  # value subsets: each value's branch at its node
         table = np.tile(np.arange(int(enc.n_values.max()) + 1), (s, 1))
         for j, mapping in groups.items():
             table[j, : len(mapping)] = mapping
-        branch = table[node[go], branch]
+        branch = table[at, branch]
     width = int(np.max(np.where(enc.numeric, 2, enc.n_values)[best[has_split]], initial=1))
-    key = node[go] * width + branch
+    key = at * width
+    key += branch
+    del at, branch
     w_go = None if w is None else w[go]  # None: every weight is 1
-    parent, child_branch, counts = pairs(key * k + y_rows[go], s * width * k, k, width, w_go)
+    with_class = key * k
+    with_class += y_rows[go]
+    parent, child_branch, counts = pairs(with_class, s * width * k, k, width, w_go)
+    del with_class
     counts = np.ascontiguousarray(counts.T)
     child_key = parent * width + child_branch  # ascending: children are in (parent, branch) order
     if s * width <= max(_DENSE, _DENSE_PER_KEY * len(key)):
@@ -217,7 +248,6 @@ def _route(xk, rows, y_rows, node, w, frac, best, has_split, cut, enc, k, s, fra
         child = np.searchsorted(child_key, key)
     take, child_w, child_f = go, w_go, None if frac is None else frac[go]  # None: all 1
     n_kids = len(parent)
-    lost = np.flatnonzero(split_row & ~known)
     if fractional and len(lost):
         # each missing row goes down every branch of its node with the branch's known share
         known_weight = counts.sum(1)
@@ -238,6 +268,31 @@ def _route(xk, rows, y_rows, node, w, frac, best, has_split, cut, enc, k, s, fra
         child_f = np.concatenate([frac[go], frac[src] * share[extra]])
     n_rows = np.bincount(child, child_f, n_kids).astype(np.float64, copy=False)
     return take, child, child_w, child_f, parent, child_branch, counts, n_rows
+
+
+_SMALL = [(np.uint8, 2**8), (np.uint16, 2**16), (np.int32, 2**31), (np.int64, 2**63)]
+
+
+def _value_class(enc, y, k, consume):
+    """Per feature, each row's value and class in one small integer: ``value * k + class``.
+
+    Each feature gets the smallest type that holds its own values; with *consume*, a
+    feature's codes of that type are reused in place (and ``enc.codes[f]`` becomes None).
+    """
+    xk, as_type = [], {}
+    for f in range(len(enc.n_values)):
+        top = int(enc.n_values[f] + 1) * k
+        dtype = np.dtype(next(t for t, limit in _SMALL if top < limit))
+        if consume and enc.codes[f].dtype == dtype:
+            x, enc.codes[f] = enc.codes[f], None
+        else:
+            x = enc.codes[f].astype(dtype)
+        if dtype not in as_type:
+            as_type[dtype] = y.astype(dtype)
+        x *= k
+        x += as_type[dtype]
+        xk.append(x)
+    return xk
 
 
 def grow(
@@ -262,24 +317,15 @@ def grow(
 
     *weight* is each row's weight, or None when every weight is 1. When *trace* is a
     ``_trace.Recorder``, it records every node. With *consume_codes*,
-    ``enc.codes`` may become the builder's working array (and ``None``) to save memory.
+    a feature's codes may become the builder's working array (``enc.codes[f]`` then None).
     Each pass of the loop handles one depth. Only the rows of nodes that may split stay in
     play (``rows``: indices into the columns of ``xk``, which never moves; a row split by a
     missing value appears once per branch; ``y_rows``, ``w``, ``frac``, and ``node``: each
     row's node among the level's splittable nodes). ``rows`` is None while it is every row.
     """
-    n_rows = enc.codes.shape[1]
+    n_rows = len(y)
     k = n_classes
-    # each row's value and class in one small integer: value * k + class
-    top = int(enc.n_values.max() + 1) * k
-    small = [(np.uint8, 2**8), (np.uint16, 2**16), (np.int32, 2**31), (np.int64, 2**63)]
-    dtype = np.dtype(next(t for t, limit in small if top < limit))
-    if consume_codes and enc.codes.dtype == dtype:  # the caller needs no codes: reuse them
-        xk, enc.codes = enc.codes, None
-    else:
-        xk = enc.codes.astype(dtype)
-    xk *= k
-    xk += y.astype(dtype)
+    xk = _value_class(enc, y, k, consume_codes)
     y_rows = y.astype(np.uint8 if k <= 2**8 else np.int64, copy=False)  # never written
     rows = None
     w = None if weight is None else np.asarray(weight, dtype=np.float64)
@@ -302,6 +348,7 @@ def grow(
     parents, branches, all_counts, all_rows = [np.array([-1])], [np.array([-1])], [C], [R]
     first_id, depth = 0, 0
     all_groups = {}
+    cuts = {}  # numeric feature -> [(node ids, ranks of their thresholds)]
     while len(C):
         m = len(C)
         feature = np.full(m, -1, dtype=np.int64)
@@ -326,9 +373,10 @@ def grow(
             split_ids = level_ids[has_split]
             feature[split_ids] = best[has_split]
             gain[split_ids] = won[has_split]
-            for f in np.flatnonzero(enc.numeric):
+            for f in np.flatnonzero(enc.numeric):  # the values of the cuts: after the loop
                 chose = has_split & (best == f)
-                threshold[level_ids[chose]] = enc.uniques[f][cut[chose]]
+                if chose.any():
+                    cuts.setdefault(int(f), []).append((first_id + level_ids[chose], cut[chose]))
             take, child, w, frac, parent, branch, next_C, next_R = _route(
                 xk, rows, y_rows, node, w, frac, best, has_split, cut, enc, k, s, fractional,
                 groups,
@@ -348,6 +396,7 @@ def grow(
             splittable = may_split(next_C, next_R, depth + 1)
             stay = splittable[child]
             node = (np.cumsum(splittable) - 1)[child[stay]]
+            del child
             take = take[stay]
             w = None if w is None else w[stay]
             frac = None if frac is None else frac[stay]
@@ -363,10 +412,17 @@ def grow(
         first_id += m
         depth += 1
         C, R = next_C, next_R
+    xk.clear()  # the working codes go before the values of the thresholds are read
     sizes = [len(f) for f in out["feature"]]
+    threshold = np.concatenate(out["threshold"])
+    for f, found in cuts.items():  # one feature's values at a time: they may not be kept
+        values = enc.values(f, keep=False)
+        for ids, ranks in found:
+            threshold[ids] = values[ranks]
+        del values
     tree = TreeArrays(
         feature=np.concatenate(out["feature"]),
-        threshold=np.concatenate(out["threshold"]),
+        threshold=threshold,
         counts=np.concatenate(all_counts),
         first_child=np.concatenate(out["first_child"]),
         n_children=np.concatenate(out["n_children"]),

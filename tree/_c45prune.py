@@ -114,13 +114,13 @@ def prune_errors(tree, enc, y, weight, n_classes, cf=0.25, fractional=True) -> T
     values = {}
 
     def branch_of(f, idx, threshold, groups):
-        code = enc.codes[f, idx].astype(np.int64)
+        code = enc.codes[f][idx].astype(np.int64)
         known = code < enc.n_values[f]
         if groups is not None:  # a value the node never saw is -1: on no branch
             code = np.where(known, np.append(groups, -1)[np.minimum(code, len(groups))], -1)
         if enc.numeric[f]:
             if f not in values:
-                values[f] = np.append(enc.uniques[f], np.nan)
+                values[f] = np.append(enc.values(f, keep=False), np.nan)
             code = (values[f][code] > threshold).astype(np.int64)
         return code, known
 

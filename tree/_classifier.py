@@ -229,7 +229,8 @@ class ID3Classifier(ClassifierMixin, BaseEstimator):
         specs, enc = encode_fit(cols, names, self.categorical_features, missing)
         if not np.all(w > 0):  # a row of weight 0 is a row that is not there
             keep = w > 0
-            enc.codes, y_codes, w = np.ascontiguousarray(enc.codes[:, keep]), y_codes[keep], w[keep]
+            enc.codes = [c[keep] for c in enc.codes]
+            y_codes, w = y_codes[keep], w[keep]
         total_weight = float(w.sum())
         if bool(np.all(w == 1.0)):
             w = None  # every weight is 1: the builder needs no array of them
@@ -311,7 +312,7 @@ class ID3Classifier(ClassifierMixin, BaseEstimator):
 
     def _encode(self, X, slots=None):
         check_is_fitted(self)
-        cols, _, _ = columns_of(X, type(self).__name__)
+        cols, _, _ = columns_of(X, type(self).__name__, arrays=True)
         validate_data(self, X, skip_check_array=True, reset=False)
         return encode_predict(cols, self.features_, self._missing_strings(), slots)
 

@@ -40,18 +40,37 @@ class FeatureSpec:
         return self._index
 
 
+_KEEP_VALUES = 1 << 18  # keep the sorted values of numeric columns up to this many in all
+
+
 @dataclass
 class Encoded:
-    """Training data for the builder: ``codes[f, i]`` is row *i*'s value of feature *f*.
+    """Training data for the builder: ``codes[f][i]`` is row *i*'s value of feature *f*.
 
     A categorical value is its index in ``FeatureSpec.categories``; a number is its rank among
-    the feature's distinct values (``uniques[f]``). Missing is ``n_values[f]``.
+    the feature's distinct values (``values(f)``). Missing is ``n_values[f]``. Each feature's
+    codes are a 1-D array of the smallest of uint8, uint16 and int32 that holds them.
     """
 
-    codes: np.ndarray  # (n_features, n_rows) uint8, uint16 or int32: the smallest that fits
+    codes: list  # per feature, (n_rows,) uint8, uint16 or int32
     n_values: np.ndarray  # (n_features,) int64
     numeric: np.ndarray  # (n_features,) bool
-    uniques: list  # sorted distinct values of numeric features, None for categorical
+    uniques: list  # sorted distinct values of numeric features when kept, else None
+    columns: list | None = None  # the input columns, to find values not kept
+    missing: tuple = DEFAULT_MISSING
+
+    def values(self, f: int, keep: bool = True) -> np.ndarray:
+        """The sorted distinct values of numeric feature *f* (rank ``r`` is ``values(f)[r]``).
+
+        Kept from encoding while they are few (``_KEEP_VALUES`` in all); else read again
+        from the input column, the same way (and kept from then on if *keep*).
+        """
+        if self.uniques[f] is not None:
+            return self.uniques[f]
+        values = _numeric_ranks(self.columns[f], str(f), self.missing, ranks=False)[1]
+        if keep:
+            self.uniques[f] = values
+        return values
 
 
 def _python_scalar(value):
@@ -210,13 +229,13 @@ def encode_fit(cols, names, categorical_features=None, missing=DEFAULT_MISSING):
     >>> specs, enc = encode_fit(cols, names)
     >>> [(s.name, s.kind, s.categories) for s in specs]
     [('x0', 'categorical', ['long', 'short']), ('x1', 'numeric', None)]
-    >>> enc.codes.tolist(), enc.codes.dtype.name  # missing is n_values: 2 for both columns
+    >>> [c.tolist() for c in enc.codes], enc.codes[0].dtype.name  # missing is n_values: 2
     ([[0, 1, 2], [1, 2, 0]], 'uint8')
     """
     declared = _declared(categorical_features, names)
-    n_rows = len(cols[0])
-    specs, uniques, columns = [], [], []
+    specs, uniques, codes = [], [], []
     n_values = np.empty(len(cols), dtype=np.int64)
+    kept = 0  # sorted numeric values kept so far
     for j, (col, name) in enumerate(zip(cols, names, strict=True)):
         kind = _kind(col, name, declared[j], missing)
         if kind == "categorical":
@@ -228,24 +247,52 @@ def encode_fit(cols, names, categorical_features=None, missing=DEFAULT_MISSING):
                 # its categories are the spec's: predict on this dtype takes its codes as is
                 specs[-1]._same_dtype = dtype
             uniques.append(None)
+            c = np.where(c < 0, n_values[j], c).astype(_smallest_uint(int(n_values[j]) + 1))
         else:
-            values = _as_float(col, name, missing)
-            known = ~np.isnan(values)
-            u, inverse = np.unique(values[known], return_inverse=True)
-            c = np.full(n_rows, -1, dtype=np.int32)
-            c[known] = inverse
+            c, u = _numeric_ranks(col, name, missing)
             n_values[j] = len(u)
             specs.append(FeatureSpec(name, kind))
-            narrow = getattr(col, "dtype", None) in (np.float32, np.float16)
-            uniques.append(u.astype(col.dtype) if narrow else u)  # exact: the input's values
-        c = np.where(c < 0, n_values[j], c)
-        columns.append(c.astype(_smallest_uint(int(n_values[j]) + 1)))
-    codes = np.empty((len(cols), n_rows), dtype=_smallest_uint(int(n_values.max()) + 1))
-    for j, c in enumerate(columns):
-        codes[j] = c
-        columns[j] = None
+            kept += len(u)
+            uniques.append(u if kept <= _KEEP_VALUES else None)
+            del u
+        codes.append(c)
     numeric = np.array([s.kind == "numeric" for s in specs], dtype=bool)
-    return specs, Encoded(codes, n_values, numeric, uniques)
+    return specs, Encoded(codes, n_values, numeric, uniques, list(cols), missing)
+
+
+def _numeric_ranks(col, name, missing, ranks=True):
+    """``(ranks, values)``: the sorted distinct values and each row's rank among them.
+
+    A missing value's rank is the number of values. Ranks are the smallest unsigned integer
+    type that holds them (int32 past uint16); *ranks* False returns None for them.
+    """
+    values = _as_float(col, name, missing)
+    known = ~np.isnan(values)
+    if not known.all():
+        values = values[known]
+    # np.unique(values, return_inverse=True) step by step (the same sort, so the same value
+    # stands for 0.0 and -0.0), freeing each row-sized array once used
+    perm = values.argsort(kind="quicksort")
+    ordered = values[perm]
+    del values
+    first = np.empty(len(ordered), dtype=bool)
+    first[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    u = ordered[first]
+    del ordered
+    c = None
+    if ranks:
+        dtype = _smallest_uint(len(u) + 1)
+        rank = np.cumsum(first, dtype=dtype)
+        rank -= 1
+        c = np.empty(len(perm), dtype=dtype)
+        c[perm] = rank
+        del rank, perm
+        if len(c) != len(known):
+            c, known_c = np.full(len(known), len(u), dtype=dtype), c
+            c[known] = known_c
+    narrow = getattr(col, "dtype", None) in (np.float32, np.float16)
+    return c, (u.astype(col.dtype) if narrow else u)  # exact: the input's values
 
 
 def _training_codes(col, spec: FeatureSpec):
@@ -255,7 +302,12 @@ def _training_codes(col, spec: FeatureSpec):
         if not dtype.categories.equals(spec.index):
             return None
         spec._same_dtype = dtype  # the next call with this dtype skips the comparison
-    return col.array.codes
+    return _codes(col)
+
+
+def _codes(col) -> np.ndarray:
+    """The category codes of a categorical Series or ``Categorical`` (-1: missing)."""
+    return col.codes if isinstance(col, pd.Categorical) else col.array.codes
 
 
 def _predict_dtype(cols, specs, slots):
@@ -330,16 +382,15 @@ def encode_predict(cols, specs: list, missing=DEFAULT_MISSING, slots=None) -> np
         if isinstance(col.dtype, pd.CategoricalDtype):
             codes = _training_codes(col, spec)
             if codes is not None:  # the training categories: codes as is
-                if slots is None:
-                    out[j] = codes
-                    out[j][codes < 0] = np.nan
-                else:  # pandas writes -1 for missing; no code reaches the slot count
-                    out[j] = np.where(codes < 0, slots[j], codes)
+                np.copyto(out[j], codes, casting="unsafe")
+                lost = codes < 0  # pandas writes -1 for missing; no code reaches the slot count
+                if lost.any():
+                    out[j][lost] = np.nan if slots is None else slots[j]
                 continue
-            cats = col.cat.categories.astype(object)
+            cats = col.dtype.categories.astype(object)
             mapping = spec.index.get_indexer(cats).astype(np.float64)
             mapping[np.asarray(_missing_mask(np.asarray(cats, dtype=object), missing))] = np.nan
-            row = np.append(mapping, np.nan)[col.array.codes]
+            row = np.append(mapping, np.nan)[_codes(col)]
         else:
             values = col.to_numpy() if isinstance(col, pd.Series) else np.asarray(col)
             values = np.asarray(values, dtype=object)

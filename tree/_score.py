@@ -13,6 +13,7 @@ import numpy as np
 DECIMALS = 10  # gains are rounded to this many decimals before comparing: ties are exact
 _DENSE = 1 << 12  # count with a dense bincount up to this many keys
 _DENSE_PER_KEY = 4  # ... or this many per row counted
+_BLOCK = 1 << 13  # past 4 x this many cuts, the numeric scorer takes them this many at a time
 
 
 def xlogx(c):
@@ -47,16 +48,18 @@ def pairs(keys, size, n_classes, slots, weights):
     over the few classes run along the first axis).
     """
     tk, tc = count_keys(keys, size, weights)
-    pair = tk // n_classes
+    pair, cls = np.divmod(tk, n_classes)
+    del tk  # the steps below free what they no longer need: their arrays are row-sized
     new = np.empty(len(pair), dtype=bool)
     new[:1] = True
     np.not_equal(pair[1:], pair[:-1], out=new[1:])
-    pid = np.cumsum(new) - 1
+    pid = np.cumsum(new)
+    pid -= 1
     counts = np.zeros((n_classes, int(pid[-1]) + 1 if len(pid) else 0))
-    counts[tk - pair * n_classes, pid] = tc
-    pk = pair[new]
-    pnode = pk // slots
-    return pnode, pk - pnode * slots, counts
+    counts[cls, pid] = tc
+    del cls, pid, tc
+    pnode, pval = np.divmod(pair[new], slots)
+    return pnode, pval, counts
 
 
 def class_sum(a: np.ndarray) -> np.ndarray:
@@ -165,40 +168,65 @@ class Scorer:
         parent = xlogx(n_known) - class_sum(xlogx(known_counts))
         # the left side of a cut after pair j: cumulative counts within j's node
         m = len(pnode)
-        first = np.empty(m, dtype=bool)
-        first[:1] = True
-        np.not_equal(pnode[1:], pnode[:-1], out=first[1:])
-        cum = np.cumsum(counts, axis=1)
-        starts = np.flatnonzero(first)
-        prev = np.zeros((self.k, len(starts)))
-        prev[:, 1:] = cum[:, starts[1:] - 1]
-        cut = np.ones(m, dtype=bool)  # a cut after the last value of a node leaves nothing right
-        cut[:-1] = ~first[1:]
-        cut[-1:] = False
-        group = np.cumsum(first) - 1
+        first = np.ones(m + 1, dtype=bool)  # first[m]: past the last pair
+        np.not_equal(pnode[1:], pnode[:-1], out=first[1:m])
         n_values_here = np.bincount(pnode, minlength=s)  # distinct known values per node
-        left = cum[:, cut] - prev[:, group[cut]]
-        cnode, cval = pnode[cut], pval[cut]
-        right = known_counts[:, cnode] - left
-        n_left = class_sum(left)
-        n_right = n_known[cnode] - n_left
-        if rows is not None:
-            rcum = np.cumsum(rows)
-            rprev = np.zeros(len(starts))
-            rprev[1:] = rcum[starts[1:] - 1]
-            rows_left = rcum[cut] - rprev[group[cut]]
-            rows_known = np.bincount(pnode, rows, s)
-            rows_right = rows_known[cnode] - rows_left
-            ok = self._big_enough(n_left, rows_left) & self._big_enough(n_right, rows_right)
-        else:
-            ok = self._big_enough(n_left, None) & self._big_enough(n_right, None)
-        if not ok.all():
-            left, right, n_left, n_right = left[:, ok], right[:, ok], n_left[ok], n_right[ok]
-            cnode, cval = cnode[ok], cval[ok]
-        h_left = xlogx(n_left) - class_sum_xlogx(left)
-        h_right = xlogx(n_right) - class_sum_xlogx(right)
-        gain_c = (parent[cnode] - h_left - h_right) / level["n"][cnode] / self.ln_base
-        # the best cut of each node: highest rounded gain, then the lowest value
+        n_groups = int(np.count_nonzero(first[:m]))
+        prev = np.zeros((self.k, n_groups))  # each node's cumulative counts before its start
+        rprev = None if rows is None else np.zeros(n_groups)
+        rows_known = None if rows is None else np.bincount(pnode, rows, s)
+        carry, rcarry = np.zeros(self.k), 0.0
+        done = 0  # nodes started before the block
+        found = []
+        step = m if m <= 4 * _BLOCK else _BLOCK  # many cuts go in blocks: their arrays stay small
+        for a in range(0, max(m, 1), max(step, 1)):
+            b = min(a + step, m)
+            block = counts[:, a:b].copy()
+            block[:, :1] += carry[:, None]  # the running sum goes on from the block before
+            cum = np.cumsum(block, axis=1)
+            new = np.flatnonzero(first[a:b])  # nodes that start in the block
+            group = np.cumsum(first[a:b]) + (done - 1)
+            ids = done + np.arange(len(new))
+            prev[:, ids] = np.where(new > 0, cum[:, np.maximum(new - 1, 0)], carry[:, None])
+            cut = ~first[a + 1 : b + 1]  # a cut after the last value of a node leaves nothing
+            left = cum[:, cut] - prev[:, group[cut]]
+            cnode, cval = pnode[a:b][cut], pval[a:b][cut]
+            right = known_counts[:, cnode] - left
+            n_left = class_sum(left)
+            n_right = n_known[cnode] - n_left
+            if rows is not None:
+                rblock = rows[a:b].copy()
+                rblock[:1] += rcarry
+                rcum = np.cumsum(rblock)
+                rprev[ids] = np.where(new > 0, rcum[np.maximum(new - 1, 0)], rcarry)
+                rows_left = rcum[cut] - rprev[group[cut]]
+                rows_right = rows_known[cnode] - rows_left
+                ok = self._big_enough(n_left, rows_left) & self._big_enough(n_right, rows_right)
+                rcarry = rcum[-1] if b > a else rcarry
+            else:
+                ok = self._big_enough(n_left, None) & self._big_enough(n_right, None)
+            if b > a:
+                carry = cum[:, -1].copy()
+            done += len(new)
+            del block, cum, group
+            if not ok.all():
+                left, right, n_left, n_right = left[:, ok], right[:, ok], n_left[ok], n_right[ok]
+                cnode, cval = cnode[ok], cval[ok]
+            h_left = xlogx(n_left) - class_sum_xlogx(left)
+            h_right = xlogx(n_right) - class_sum_xlogx(right)
+            gain_c = (parent[cnode] - h_left - h_right) / level["n"][cnode] / self.ln_base
+            # the best cut of each node in the block: highest rounded gain, then lowest value
+            top = first_max_per_group(cnode, np.round(gain_c, DECIMALS))
+            found.append(
+                (cnode[top], cval[top], gain_c[top], left[:, top], right[:, top], n_left[top])
+                + (n_right[top], h_left[top], h_right[top])
+            )
+        cnode, cval, gain_c = (np.concatenate([f[i] for f in found]) for i in range(3))
+        left, right = (np.concatenate([f[i] for f in found], axis=1) for i in (3, 4))
+        n_left, n_right, h_left, h_right = (
+            np.concatenate([f[i] for f in found]) for i in range(5, 9)
+        )
+        # the best of the blocks' best: a node's cuts in several blocks keep the first top
         best = first_max_per_group(cnode, np.round(gain_c, DECIMALS))
         nodes = cnode[best]
         gain = np.zeros(s)

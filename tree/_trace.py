@@ -72,7 +72,7 @@ class Recorder:
                         continue
                     w = where[0]
                     branches = [(0, left[:, w]), (1, right[:, w])]
-                    thr = float(enc.uniques[f][cut[j]])
+                    thr = float(enc.values(f)[cut[j]])
                 else:
                     pnode, pval, counts, miss = sides
                     sel = pnode == j
@@ -124,7 +124,7 @@ def trace_orders(enc, y_codes):
     _, first = np.unique(y_codes, return_index=True)
     class_order = np.argsort(first, kind="stable")
     value_rank = []
-    for f in range(enc.codes.shape[0]):
+    for f in range(len(enc.codes)):
         rank = np.full(int(enc.n_values[f]) + 1, len(y_codes), dtype=np.int64)
         codes, first = np.unique(enc.codes[f], return_index=True)
         rank[codes] = first

@@ -249,3 +249,31 @@ def test_bad_inputs_raise_clear_value_errors(mails):
             clf.predict(X.iloc[:, :2].to_numpy())
     with pytest.raises(ValueError, match="Feature names seen at fit time, yet now missing"):
         clf.predict(X.rename(columns={"image": "picture"}))
+
+
+@pytest.mark.parametrize(
+    "params", [{}, {"criterion": "gain_ratio", "prune": "error"}, {"min_samples_leaf": 3}]
+)
+def test_memory_savers_leave_the_tree_as_it_was(monkeypatch, params):
+    # Numeric values not kept after encoding (read again from the input for the thresholds,
+    # the pruning and the trace) and the numeric scorer's cuts taken a few at a time give
+    # the tree of the plain path, thresholds, counts and trace included.
+    import tree._encode
+    import tree._score
+
+    rng = np.random.default_rng(5)
+    X = pd.DataFrame(rng.integers(0, 40, size=(400, 3)) / 4, columns=["a", "b", "c"])
+    X.loc[rng.random(400) < 0.1, "b"] = np.nan
+    X.loc[:9, "a"] = -0.0  # 0.0 and -0.0 are one value: the same one must stand for both
+    X["d"] = rng.choice(["p", "q", "r"], 400)
+    y = (X["a"].fillna(0) + rng.normal(0, 3, 400) > 5).astype(int)
+
+    def fitted():
+        lines = []
+        clf = ID3Classifier(**params).fit(X, y, trace=lines.append)
+        return export_text(clf), clf.tree_.counts.tolist(), clf.predict_proba(X).tolist(), lines
+
+    plain = fitted()
+    monkeypatch.setattr(tree._encode, "_KEEP_VALUES", 0)
+    monkeypatch.setattr(tree._score, "_BLOCK", 5)
+    assert fitted() == plain
