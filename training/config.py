@@ -29,6 +29,7 @@ DEVICE_DEFAULTS = {
         "val_size": 200,
         "epochs": 3,
         "workers": 1,
+        "sync_every": 1,  # a read costs nothing where the host is the device
     },
     "cuda": {
         "backbone": "resnet50",
@@ -246,8 +247,8 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--sync-every",
         type=at_least(1),
         help="steps between the host's reads of the steps' losses and flags (a stop request, "
-        "non-finite steps), besides every log step (default: --log-every); a stop request "
-        "takes effect at the next read",
+        "non-finite steps), besides every log step; a stop request takes effect at the next "
+        "read (cpu 1, cuda: --log-every)",
     )
     return parser
 

@@ -9,17 +9,20 @@ steps in a row, or stop because some rank got SIGTERM. No rank ever leaves the o
 The step does not read the device from the host (no host synchronisation): the skip is
 decided on the device (`optimizer_step`: the fused optimizer's `found_inf`; an optimizer
 that is not fused reads the flag instead), and the vectors stay there until the host reads
-them all at once (`StepSync`) at every `--log-every` step, every `--sync-every` step
-(default: the same) and at the end of the epoch, so before any checkpoint. Each read replays
-its steps exactly as a read per step would (the epoch's sums, a warning per skipped step with
-its number, the run of non-finite steps); only the timing of two decisions moves. A stop
-request (SIGTERM, Ctrl-C) takes effect at the next read, on every rank at the same step, and
-every step trained until then is in the checkpoint. `--max-nonfinite` stops the run at the
-read after the step that reached it (the message names that step). At the defaults a stop
-waits up to 20 steps: about 4 s at the 181 ms of an H200 step of 16 images at 800 px, up to
-15 s for `make train` on 2 CPU cores (300 steps in its 3.6 min). torchrun gives its workers
-30 s after its SIGTERM: where 20 steps take longer than about 20 s, lower `--sync-every`. A
-read waits for the device's queue to drain, so `--sync-every 1` gives back what this saves.
+them all at once (`StepSync`) at every `--log-every` step, every `--sync-every` step and at
+the end of the epoch, so before any checkpoint. Each read replays its steps exactly as a
+read per step would (the epoch's sums, a warning per skipped step with its number, the run
+of non-finite steps); only the timing of two decisions moves. A stop request (SIGTERM,
+Ctrl-C) takes effect at the next read, on every rank at the same step, and every step
+trained until then is in the checkpoint. `--max-nonfinite` stops the run at the read after
+the step that reached it (the message names that step).
+
+`--sync-every` defaults to `--log-every` (20) on GPUs: a stop waits up to 20 steps, about 4 s
+at the 181 ms of an H200 step of 16 images at 800 px, and a read (a wait for the device's
+queue to drain) comes once per 20 steps. On CPUs it defaults to 1: the host is the device, a
+read costs nothing, and 20 steps of `make train` take about 18 s on 2 busy cores, too close
+to the 30 s torchrun gives its workers after its SIGTERM. Where 20 GPU steps take longer
+than about 20 s, lower it.
 
 Evaluation stops promptly on a stop request too: prediction checks the flag once per batch
 (an all-reduce), and rank 0's COCO scoring, which cannot check it (pycocotools' evaluate and

@@ -222,10 +222,12 @@ def test_sigterm_mid_epoch_checkpoints_exits_0_and_resumes_mid_way(tmp_path):
 
 
 def test_sigterm_between_reads_stops_every_rank_at_the_next_read_and_loses_nothing(tmp_path):
-    """Flags read every 4 steps (--log-every 4, --sync-every its default): the workers' SIGTERM
-    takes effect at the next read, the same step on both ranks, and the resume goes on there."""
+    """Flags read every 4 steps (as on GPUs, where --sync-every is --log-every): the workers'
+    SIGTERM takes effect at the next read, the same step on both ranks, and the resume goes on
+    from there."""
     out = tmp_path / "out"
-    args = (*TINY, "--train-size=320", "--epochs=1", "--log-every=4", f"--output-dir={out}")
+    flags = ("--log-every=4", "--sync-every=4")
+    args = (*TINY, "--train-size=320", "--epochs=1", *flags, f"--output-dir={out}")
     launch = Launch(torchrun_cmd(*args))
     launch.wait_for(r"epoch 0 step 4/40", 90)
     for pid in launch.workers():

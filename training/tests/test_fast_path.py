@@ -55,6 +55,13 @@ def _args(*argv):
     return args
 
 
+def test_sync_every_is_1_on_cpus_and_log_every_on_gpus_unless_given():
+    gpu = parse_args(get_args_parser(), ["--device=cuda", "--log-every=7"])
+    resolve_defaults(gpu, "cuda", 1)
+    assert (_args("--log-every=7").sync_every, gpu.sync_every) == (1, 7)
+    assert _args("--sync-every=3").sync_every == 3
+
+
 def test_lr_scales_linearly_with_the_global_batch_unless_none():
     model = build_model("resnet10", 3, 64)
     sgd = recipe.build_optimizer(model, _args("--optimizer=sgd", "--lr=0.01", "--batch-size=64"))
