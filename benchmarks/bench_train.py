@@ -12,10 +12,14 @@ own loader, model, DDP wrapper (a one-process group) and optimizer:
 
 It prints images per second, the ratio (b)/(a), peak memory, the time split per step (data
 wait, forward, loss, backward, optimizer) and the host synchronisations of one step (ops
-that wait for the device, counted with training/opcount.py; data loading excluded). Phases
-are timed with a device synchronisation at each boundary, so the split adds a few syncs of
-its own that the counted step does not have. With torchvision's loss the loss runs inside
-the model's forward and is reported there, and so is the loss under --compile (one graph).
+that wait for the device, counted with training/opcount.py; data loading excluded). Each
+step ends as the job's does (engine.py): one all-reduce of the losses and flags, and the
+optimizer step skipped on the device where they are non-finite; the job reads those flags
+every --log-every steps, which the count leaves out (a step between reads is counted).
+Phases are timed with a device synchronisation at each boundary, so the split adds a few
+syncs of its own that the counted step does not have. With torchvision's loss the loss runs
+inside the model's forward and is reported there, and so is the loss under --compile (one
+graph).
 
     python benchmarks/bench_train.py                 # CPU, small (about 2 minutes on 2 cores)
     python benchmarks/bench_train.py --json out.json # also write every number as JSON
@@ -45,7 +49,14 @@ from training.compiled import ForwardLoss  # noqa: E402
 from training.config import get_args_parser, parse_args, resolve_defaults  # noqa: E402
 from training.data import build_dataset, train_loader  # noqa: E402
 from training.data.synthetic import SyntheticDataset  # noqa: E402
-from training.engine import batch_len, to_device  # noqa: E402
+from training.engine import (  # noqa: E402
+    StopFlag,
+    TrainContext,
+    batch_len,
+    optimizer_step,
+    shared_flags,
+    to_device,
+)
 from training.loss import RetinaNetLoss, pad_targets  # noqa: E402
 from training.model import build_model  # noqa: E402
 from training.opcount import OpRecorder  # noqa: E402
@@ -118,6 +129,11 @@ class Recipe:
         self.dtype = recipe.amp_dtype(args, device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
         self.criterion = RetinaNetLoss.from_model(self.detector) if args.loss == "batched" else None
+        # The job's step after backward: the all-reduced losses and flags, the optimizer
+        # step skipped on the device where they say so (engine.optimizer_step).
+        self.ctx = TrainContext(
+            self.model, self.optimizer, None, self.scaler, device, self.dtype, args, StopFlag()
+        )
         self.anchors: dict = {}
         self.norm = (self.detector.transform.image_mean, self.detector.transform.image_std)
         if args.compile:
@@ -174,12 +190,11 @@ class Recipe:
             padded = pad_targets(targets)
             losses = self.criterion(cls_logits, bbox_regression, self.anchors[canvas], padded)
             mark("loss")
-        loss = losses["classification"] + losses["bbox_regression"]
+        loss_cls, loss_reg = losses["classification"], losses["bbox_regression"]
+        loss = loss_cls + loss_reg
         self.scaler.scale(loss).backward()
         mark("backward")
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
+        optimizer_step(self.ctx, shared_flags(self.ctx, loss_cls, loss_reg, loss))
         mark("optimizer")
 
     def batches(self):

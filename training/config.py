@@ -29,6 +29,7 @@ DEVICE_DEFAULTS = {
         "val_size": 200,
         "epochs": 3,
         "workers": 1,
+        "sync_every": 1,  # a read costs nothing where the host is the device
     },
     "cuda": {
         "backbone": "resnet50",
@@ -242,6 +243,13 @@ def get_args_parser() -> argparse.ArgumentParser:
         default=20,
         help="steps between log lines and TensorBoard points",
     )
+    g.add_argument(
+        "--sync-every",
+        type=at_least(1),
+        help="steps between the host's reads of the steps' losses and flags (a stop request, "
+        "non-finite steps), besides every log step; a stop request takes effect at the next "
+        "read (cpu 1, cuda: --log-every)",
+    )
     return parser
 
 
@@ -323,6 +331,8 @@ def resolve_defaults(args: argparse.Namespace, device_type: str, world_size: int
         )
     if getattr(args, "lr", "absent") is None:
         args.lr = 2e-3 if args.optimizer == "adamw" else 0.01
+    if getattr(args, "sync_every", "absent") is None:
+        args.sync_every = args.log_every
 
 
 def scaled_lr(args: argparse.Namespace) -> float:

@@ -2,10 +2,27 @@
 
 Each training step all-reduces one small vector: the two losses, a non-finite loss flag, a
 stop flag and a non-finite gradient flag (every rank runs backward; DDP has all-reduced the
-gradients by then). So every rank sees the same numbers and takes the same decision: skip a
+gradients by then). So every rank sees the same numbers and takes the same decisions: skip a
 step whose loss or gradients are non-finite on any rank, stop after `--max-nonfinite` such
-steps in a row, or stop after this step because some rank got SIGTERM.
-No rank ever leaves the others waiting.
+steps in a row, or stop because some rank got SIGTERM. No rank ever leaves the others waiting.
+
+The step does not read the device from the host (no host synchronisation): the skip is
+decided on the device (`optimizer_step`: the fused optimizer's `found_inf`; an optimizer
+that is not fused reads the flag instead), and the vectors stay there until the host reads
+them all at once (`StepSync`) at every `--log-every` step, every `--sync-every` step and at
+the end of the epoch, so before any checkpoint. Each read replays its steps exactly as a
+read per step would (the epoch's sums, a warning per skipped step with its number, the run
+of non-finite steps); only the timing of two decisions moves. A stop request (SIGTERM,
+Ctrl-C) takes effect at the next read, on every rank at the same step, and every step
+trained until then is in the checkpoint. `--max-nonfinite` stops the run at the read after
+the step that reached it (the message names that step).
+
+`--sync-every` defaults to `--log-every` (20) on GPUs: a stop waits up to 20 steps, about 4 s
+at the 181 ms of an H200 step of 16 images at 800 px, and a read (a wait for the device's
+queue to drain) comes once per 20 steps. On CPUs it defaults to 1: the host is the device, a
+read costs nothing, and 20 steps of `make train` take about 18 s on 2 busy cores, too close
+to the 30 s torchrun gives its workers after its SIGTERM. Where 20 GPU steps take longer
+than about 20 s, lower it.
 
 Evaluation stops promptly on a stop request too: prediction checks the flag once per batch
 (an all-reduce), and rank 0's COCO scoring, which cannot check it (pycocotools' evaluate and
@@ -54,7 +71,8 @@ class StopRequested(Exception):
 
 
 class StopFlag:
-    """Set by the SIGTERM and SIGINT handlers; read once per step and shared by all-reduce.
+    """Set by the SIGTERM and SIGINT handlers; shared in every step's all-reduce and read on
+    the host with the other flags (StepSync), so that every rank stops at the same step.
 
     SIGINT (Ctrl-C) once is handled like SIGTERM: finish the step, checkpoint, exit (130). A
     second Ctrl-C exits at once (the last checkpoint written is kept). A repeat that arrives
@@ -180,6 +198,123 @@ def nonfinite_gradients(ctx: TrainContext) -> torch.Tensor:
     return (~torch.isfinite(torch.stack(norms).float().sum())).float()
 
 
+def shared_flags(ctx: TrainContext, loss_cls, loss_reg, loss) -> torch.Tensor:
+    """The step's one all-reduce, after backward (DDP has all-reduced the gradients): the
+    sums over ranks of [classification loss, box loss, ranks with a non-finite loss, ranks
+    asked to stop, non-finite gradients]. It stays on the device: `StepSync` reads it."""
+    shared = torch.stack(
+        [
+            loss_cls.detach().float(),
+            loss_reg.detach().float(),
+            (~torch.isfinite(loss.detach())).float(),
+            torch.full((), float(ctx.stop.requested), device=ctx.device),  # no host copy
+            nonfinite_gradients(ctx),
+        ]
+    )
+    dist.all_reduce(shared)
+    return shared
+
+
+def optimizer_step(ctx: TrainContext, shared: torch.Tensor) -> None:
+    """Step the optimizer unless `shared` (the step's all-reduced flags, the same on every
+    rank) says some rank's loss or gradients are non-finite, decided on the device.
+
+    A fused optimizer (training/recipe.py: AdamW and SGD, CPUs and GPUs) takes the decision
+    as its `found_inf` tensor, as GradScaler hands it over: the kernel leaves the parameters
+    and moments as they are and AdamW's step count goes back. With fp16's GradScaler, a NaN
+    put into one gradient makes the scaler's own check skip the step (and halve its scale,
+    as after any overflow). Another optimizer cannot skip on the device: it reads the flag
+    on the host, one synchronisation per step (zeroing the gradients would not do: AdamW's
+    moments would decay and its step count advance)."""
+    optimizer, scaler = ctx.optimizer, ctx.scaler
+    skip = ((shared[2] + shared[4]) > 0).float()
+    if scaler.is_enabled():
+        grad = next(p.grad for p in ctx.model.parameters() if p.grad is not None)
+        grad.mul_(torch.where(skip > 0, float("nan"), 1.0))
+    if ctx.args.clip_grad > 0:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(ctx.model.parameters(), ctx.args.clip_grad)
+    if scaler.is_enabled():
+        scaler.step(optimizer)
+        scaler.update()
+    elif all(group.get("fused") for group in optimizer.param_groups):
+        optimizer.found_inf = skip
+        try:
+            optimizer.step()
+        finally:
+            del optimizer.found_inf
+    elif not skip.item():
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+class StepSync:
+    """The steps' all-reduced vectors, kept on the device until the host reads them.
+
+    `add` keeps a step's vector; `read` reads every pending one in one go (the training
+    loop's only host synchronisation) and replays the steps on the host, exactly as a read
+    per step would: the epoch's sums and skipped steps, a warning per skipped step, the run
+    of consecutive non-finite steps (NonFiniteLoss at --max-nonfinite, naming the step), and
+    whether some rank asked to stop. It returns the last step's losses and the images per
+    second since the previous read.
+    """
+
+    def __init__(self, ctx: TrainContext, epoch: int, stats: EpochStats):
+        self.ctx, self.epoch, self.stats = ctx, epoch, stats
+        self.world = dist.get_world_size()
+        self.pending: list[torch.Tensor] = []
+        self.images = 0
+        self.stop = False
+        self.tic = time.perf_counter()
+
+    def add(self, shared: torch.Tensor, images: int) -> None:
+        self.pending.append(shared)
+        self.images += images
+
+    def read(self) -> tuple[float, float, float]:
+        rows = torch.stack(self.pending).tolist() if self.pending else []
+        first = self.ctx.global_step - len(rows)  # the global step of rows[0]
+        self.pending = []
+        toc = time.perf_counter()
+        self.stats.images += self.images
+        self.stats.seconds += toc - self.tic
+        img_per_s = self.images / (toc - self.tic) if toc > self.tic else 0.0
+        self.images, self.tic = 0, toc
+        world, cls_sum, reg_sum = self.world, float("nan"), float("nan")
+        for at, (cls_sum, reg_sum, bad_ranks, stop_ranks, bad_grads) in enumerate(rows, first):
+            self.stop = self.stop or bool(stop_ranks)
+            if bad_ranks or bad_grads:
+                self._skipped(at, bad_ranks, bad_grads)
+                continue
+            self.ctx.nonfinite_run = 0
+            self.stats.loss += (cls_sum + reg_sum) / world
+            self.stats.loss_classifier += cls_sum / world
+            self.stats.loss_box_reg += reg_sum / world
+            self.stats.steps += 1
+        return cls_sum / world, reg_sum / world, img_per_s
+
+    def _skipped(self, at: int, bad_ranks: float, bad_grads: float) -> None:
+        ctx = self.ctx
+        ctx.nonfinite_run += 1
+        self.stats.skipped += 1
+        what = "loss" if bad_ranks else "gradients"
+        log.warning(
+            "non-finite %s at step %d (epoch %d) on %d of %d ranks; step skipped on all ranks "
+            "(%d in a row)",
+            what,
+            at,
+            self.epoch,
+            int(bad_ranks or bad_grads),
+            self.world,
+            ctx.nonfinite_run,
+        )
+        if ctx.nonfinite_run >= ctx.args.max_nonfinite:
+            raise NonFiniteLoss(
+                f"stopping: {ctx.nonfinite_run} consecutive steps with a non-finite loss "
+                f"or gradients (--max-nonfinite {ctx.args.max_nonfinite}); last at step {at}"
+            )
+
+
 def to_device(images, targets, device):
     """A batch from the loader on the device: a canvas batch (--input canvas) or lists."""
     if isinstance(images, CanvasImages):
@@ -231,14 +366,16 @@ def forward_loss(ctx: TrainContext, images, targets, autocast) -> dict:
 
 def train_one_epoch(ctx: TrainContext, loader, epoch: int, start_step: int, steps: int, stats):
     """Train from `start_step` to the end of the epoch; return the step reached and whether a
-    stop was requested (the caller then checkpoints at that step)."""
-    args, model, device = ctx.args, ctx.model, ctx.device
+    stop was requested (the caller then checkpoints at that step). The host reads the steps'
+    losses and flags at every --log-every and --sync-every step and at the epoch's end only
+    (StepSync), so a stop request takes effect there, on every rank at the same step."""
+    args, device = ctx.args, ctx.device
     rank, world = dist.get_rank(), dist.get_world_size()
-    model.train()
+    ctx.model.train()
     bar = None
     if rank == 0 and _show_bar(args.progress):
         bar = tqdm(total=steps, initial=start_step, desc=f"epoch {epoch}", dynamic_ncols=True)
-    step, tic, stop_ranks = start_step, time.perf_counter(), 0.0
+    step, sync = start_step, StepSync(ctx, epoch, stats)
     autocast = (
         torch.autocast(device.type, dtype=ctx.amp_dtype)
         if ctx.amp_dtype
@@ -251,66 +388,22 @@ def train_one_epoch(ctx: TrainContext, loader, epoch: int, start_step: int, step
         loss = loss_cls + loss_reg
         if ctx.global_step in ctx.inject:
             loss = loss * float("nan")
-        # Every rank runs backward (DDP all-reduces the gradients), then one all-reduce carries
-        # the losses and the flags: the step's only host synchronisation.
-        ctx.scaler.scale(loss).backward()
-        shared = torch.stack(
-            [
-                loss_cls.detach().float(),
-                loss_reg.detach().float(),
-                (~torch.isfinite(loss.detach())).float(),
-                torch.tensor(float(ctx.stop.requested), device=device),
-                nonfinite_gradients(ctx),
-            ]
-        )
-        dist.all_reduce(shared)
-        cls_sum, reg_sum, bad_ranks, stop_ranks, bad_grads = shared.tolist()
-
-        if bad_ranks or bad_grads:
-            ctx.optimizer.zero_grad(set_to_none=True)
-            ctx.nonfinite_run += 1
-            stats.skipped += 1
-            what = "loss" if bad_ranks else "gradients"
-            msg = (
-                f"non-finite {what} at step {ctx.global_step} (epoch {epoch}) on "
-                f"{int(bad_ranks or bad_grads)} of {world} ranks; step skipped on all ranks "
-                f"({ctx.nonfinite_run} in a row)"
-            )
-            log.warning(msg)
-            if ctx.nonfinite_run >= args.max_nonfinite:
-                raise NonFiniteLoss(
-                    f"stopping: {ctx.nonfinite_run} consecutive steps with a non-finite loss "
-                    f"or gradients (--max-nonfinite {args.max_nonfinite}); last at step "
-                    f"{ctx.global_step}"
-                )
-        else:
-            ctx.nonfinite_run = 0
-            if args.clip_grad > 0:
-                ctx.scaler.unscale_(ctx.optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
-            ctx.scaler.step(ctx.optimizer)
-            ctx.scaler.update()
-            ctx.optimizer.zero_grad(set_to_none=True)
-            stats.loss += (cls_sum + reg_sum) / world
-            stats.loss_classifier += cls_sum / world
-            stats.loss_box_reg += reg_sum / world
-            stats.steps += 1
+        ctx.scaler.scale(loss).backward()  # every rank, always: DDP all-reduces the gradients
+        shared = shared_flags(ctx, loss_cls, loss_reg, loss)
+        optimizer_step(ctx, shared)
         ctx.lr_scheduler.step()
-
-        toc = time.perf_counter()
-        n_images = batch_len(images) * world
-        stats.images += n_images
-        stats.seconds += toc - tic
-        img_per_s = n_images / (toc - tic)
-        tic = toc
+        sync.add(shared, batch_len(images) * world)
         step += 1
         ctx.global_step += 1
-        lr = ctx.optimizer.param_groups[0]["lr"]
-        loss_value = (cls_sum + reg_sum) / world
+        logging_step = step % args.log_every == 0 or step == steps
+        if not (logging_step or step % args.sync_every == 0):
+            continue
+        cls_loss, reg_loss, img_per_s = sync.read()
+        loss_value, lr = cls_loss + reg_loss, ctx.optimizer.param_groups[0]["lr"]
         if bar is not None:
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}", img_s=f"{img_per_s:.1f}")
-            bar.update()
-        if rank == 0 and (step % args.log_every == 0 or step == steps):
+            bar.update(step - bar.n)
+        if rank == 0 and logging_step:
             if bar is None:
                 log.info(
                     "epoch %d step %d/%d loss %.4f (cls %.4f box %.4f) lr %.2e %.1f img/s",
@@ -318,22 +411,23 @@ def train_one_epoch(ctx: TrainContext, loader, epoch: int, start_step: int, step
                     step,
                     steps,
                     loss_value,
-                    cls_sum / world,
-                    reg_sum / world,
+                    cls_loss,
+                    reg_loss,
                     lr,
                     img_per_s,
                 )
             if ctx.writer is not None and math.isfinite(loss_value):
                 ctx.writer.add_scalar("train/loss", loss_value, ctx.global_step)
-                ctx.writer.add_scalar("train/loss_classifier", cls_sum / world, ctx.global_step)
-                ctx.writer.add_scalar("train/loss_box_reg", reg_sum / world, ctx.global_step)
+                ctx.writer.add_scalar("train/loss_classifier", cls_loss, ctx.global_step)
+                ctx.writer.add_scalar("train/loss_box_reg", reg_loss, ctx.global_step)
                 ctx.writer.add_scalar("train/lr", lr, ctx.global_step)
                 ctx.writer.add_scalar("train/img_per_s", img_per_s, ctx.global_step)
-        if stop_ranks:
+        if sync.stop:
             break
+    sync.read()  # a loader shorter than `steps`: the steps after the last read
     if bar is not None:
         bar.close()
-    return step, bool(stop_ranks)
+    return step, sync.stop
 
 
 @torch.inference_mode()

@@ -6,7 +6,9 @@
 
 An op synchronises when its result's shape or value must be read on the host before the next
 op can be issued: `nonzero` (and `torch.where(cond)`), `.item()` (`_local_scalar_dense`),
-`masked_select`, indexing with a boolean mask, `unique`, `equal`, `is_nonzero` (`if tensor:`).
+`masked_select`, indexing with a boolean mask, `unique`, `equal`, `is_nonzero` (`if tensor:`),
+and the Tensor methods that read values without an aten op of their own (`tolist`, `numpy`:
+on the CPU they read the memory directly, so they are caught one level up, as torch functions).
 On the CPU nothing waits, but the same ops are what stall a GPU stream; counting them on the
 CPU lets tests hold the number at zero. Backward ops are recorded too (CPU autograd runs them
 in the calling thread).
@@ -17,6 +19,7 @@ from __future__ import annotations
 from collections import Counter
 
 import torch
+from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
 SYNC_OPS = frozenset(
@@ -43,10 +46,21 @@ class OpRecorder(TorchDispatchMode):
         super().__init__()
         self.ops: Counter[str] = Counter()
         self.syncs: Counter[str] = Counter()
+        self._reads = _HostReads(self.syncs)
 
     @property
     def total(self) -> int:
         return sum(self.ops.values())
+
+    def __enter__(self):
+        self._reads.__enter__()
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        try:
+            return super().__exit__(*exc)
+        finally:
+            self._reads.__exit__(*exc)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = str(func.overloadpacket)
@@ -65,3 +79,18 @@ def _bool_index(args) -> bool:
     return any(
         isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8) for i in indices
     )
+
+
+class _HostReads(TorchFunctionMode):
+    """Counts `Tensor.tolist` and `Tensor.numpy` into `syncs` (a host read of the values)."""
+
+    READS = {torch.Tensor.tolist: "Tensor.tolist", torch.Tensor.numpy: "Tensor.numpy"}
+
+    def __init__(self, syncs: Counter):
+        super().__init__()
+        self.syncs = syncs
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in self.READS:
+            self.syncs[self.READS[func]] += 1
+        return func(*args, **(kwargs or {}))

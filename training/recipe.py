@@ -100,11 +100,40 @@ def build_optimizer(model: torch.nn.Module, args) -> torch.optim.Optimizer:
             args.batch_size,
             LR_REFERENCE_BATCH,
         )
-    # One fused kernel for the whole update where every parameter is on a GPU.
-    fused = True if trainable and all(p.is_cuda for _, p in trainable) else None
-    if args.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=args.momentum, fused=fused)
-    return torch.optim.AdamW(groups, lr=lr, fused=fused)
+    # One fused kernel for the whole update, on GPUs and CPUs: its step counters stay on the
+    # device (the CPU's foreach AdamW reads each one on the host), and it takes a `found_inf`
+    # tensor, so that a non-finite step is skipped without a host read (engine.optimizer_step).
+    fused = True if trainable and all(p.device.type in _FUSED for _, p in trainable) else None
+    if args.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, fused=fused)
+    return _zero_momentum(torch.optim.SGD(groups, lr=lr, momentum=args.momentum, fused=fused))
+
+
+def _zero_momentum(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """Fused SGD makes its momentum buffers at its first step with empty_like and leaves them
+    uninitialised when found_inf skips that step. Zeros from the start give the same first
+    step (no dampening: 0 x momentum + gradient) and a skip that changes nothing."""
+    if isinstance(optimizer, torch.optim.SGD):
+        for group in optimizer.param_groups:
+            if group["fused"] and group["momentum"]:
+                for p in group["params"]:
+                    optimizer.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
+    return optimizer
+
+
+_FUSED = ("cpu", "cuda")  # device types of torch's fused AdamW and SGD that this job runs on
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> None:
+    """A checkpoint's optimizer state with this process's kernels: its moments and step
+    counts, but `fused`/`foreach` as build_optimizer chose them here (load_state_dict would
+    take the saved ones: a checkpoint of an unfused optimizer, from before CPUs were fused
+    or from another device, would turn the skip on the device off)."""
+    groups = [dict(g) for g in saved["param_groups"]]
+    for group, ours in zip(groups, optimizer.param_groups, strict=False):
+        group.update({k: ours[k] for k in ("fused", "foreach") if k in ours})
+    optimizer.load_state_dict({**saved, "param_groups": groups})
+    _zero_momentum(optimizer)  # a state saved before its first step has none
 
 
 _NORM_LAYERS = (_BatchNorm, torch.nn.GroupNorm, torch.nn.LayerNorm, FrozenBatchNorm2d)

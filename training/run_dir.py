@@ -48,6 +48,7 @@ NOT_COMPARED = {
     "workers",
     "progress",
     "log_every",
+    "sync_every",
     "device",
     "dist_backend",
     "start_over",

@@ -58,7 +58,14 @@ from .engine import (
 from .errors import UsageError, run_cli
 from .loss import RetinaNetLoss
 from .model import build_model, load_weights, model_file
-from .recipe import TrainForward, amp_dtype, build_optimizer, make_lr_lambda, wrap_model
+from .recipe import (
+    TrainForward,
+    amp_dtype,
+    build_optimizer,
+    load_optimizer_state,
+    make_lr_lambda,
+    wrap_model,
+)
 
 log = logging.getLogger("training")
 
@@ -226,7 +233,7 @@ def resume(run: Run, state: dict, path: str) -> None:
     args, info = run.args, run.info
     try:
         run.model_without_ddp.load_state_dict(state["model"])
-        run.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(run.optimizer, state["optimizer"])
     except (RuntimeError, ValueError, KeyError) as exc:  # the same on every rank
         raise UsageError(
             f"{path} does not fit this model (--backbone {args.backbone}, "

@@ -221,6 +221,28 @@ def test_sigterm_mid_epoch_checkpoints_exits_0_and_resumes_mid_way(tmp_path):
     assert [row["epoch"] for row in metrics(out)] == [0]
 
 
+def test_sigterm_between_reads_stops_every_rank_at_the_next_read_and_loses_nothing(tmp_path):
+    """Flags read every 4 steps (as on GPUs, where --sync-every is --log-every): the workers'
+    SIGTERM takes effect at the next read, the same step on both ranks, and the resume goes on
+    from there."""
+    out = tmp_path / "out"
+    flags = ("--log-every=4", "--sync-every=4")
+    args = (*TINY, "--train-size=320", "--epochs=1", *flags, f"--output-dir={out}")
+    launch = Launch(torchrun_cmd(*args))
+    launch.wait_for(r"epoch 0 step 4/40", 90)
+    for pid in launch.workers():
+        os.kill(pid, signal.SIGTERM)
+    assert launch.wait(60) == 0, launch.output[-3000:]
+    step = load_file(str(out / "checkpoint.pt"))["step"]
+    assert step % 4 == 0 and 4 < step < 40, step
+    assert f"stopped by SIGTERM at epoch 0 step {step}; checkpoint written" in launch.output
+    r = run(torchrun_cmd(*args))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"resumed from epoch 0, step {step}/40" in r.stderr
+    assert f"epoch 0 step {step + 4}/40" in r.stderr
+    assert [row["epoch"] for row in metrics(out)] == [0]
+
+
 def test_sigterm_to_the_whole_group_as_systemctl_stop_does(tmp_path):
     out, rc, launch, _ = _sigterm_mid_epoch(
         tmp_path, lambda launch: os.killpg(launch.proc.pid, signal.SIGTERM)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
+import math
 
 import pytest
 import torch
@@ -13,10 +15,12 @@ from training import distributed as du
 from training import recipe
 from training.anchors import canvas_anchors
 from training.config import get_args_parser, parse_args, resolve_defaults
+from training.data import build_dataset, train_loader
 from training.data.synthetic import SyntheticDataset
-from training.engine import EpochStats, StopFlag, TrainContext, train_one_epoch
+from training.engine import EpochStats, NonFiniteLoss, StopFlag, TrainContext, train_one_epoch
 from training.loss import RetinaNetLoss
 from training.model import build_model
+from training.opcount import OpRecorder
 
 
 def test_model_anchors_are_fp32_under_bf16_autocast_as_in_evaluation():
@@ -51,6 +55,13 @@ def _args(*argv):
     return args
 
 
+def test_sync_every_is_1_on_cpus_and_log_every_on_gpus_unless_given():
+    gpu = parse_args(get_args_parser(), ["--device=cuda", "--log-every=7"])
+    resolve_defaults(gpu, "cuda", 1)
+    assert (_args("--log-every=7").sync_every, gpu.sync_every) == (1, 7)
+    assert _args("--sync-every=3").sync_every == 3
+
+
 def test_lr_scales_linearly_with_the_global_batch_unless_none():
     model = build_model("resnet10", 3, 64)
     sgd = recipe.build_optimizer(model, _args("--optimizer=sgd", "--lr=0.01", "--batch-size=64"))
@@ -83,20 +94,36 @@ def test_frozen_bn_without_weights_is_refused(capsys):
     assert len(err) == 1 and err[0].startswith("error: --frozen-bn needs --weights")
 
 
-def make_context(loss: str, steps: int, batch: int = 2, size: int = 64, **extra):
-    """A DDP-wrapped CPU model, its optimizer and a list of batches, as train.py builds them."""
+def make_context(loss: str, steps: int, batch: int = 2, size: int = 64, *flags, **extra):
+    """A DDP-wrapped CPU model, its optimizer and a list of batches, as train.py builds them:
+    image lists, or canvas batches from the job's loader with `--input=canvas` in `flags`."""
     torch.manual_seed(0)
-    args = _args(f"--batch-size={batch}", "--progress=log", "--log-every=1", f"--loss={loss}")
+    args = _args(
+        f"--batch-size={batch}",
+        f"--train-size={batch * steps}",
+        f"--image-size={size}",
+        "--workers=0",
+        "--progress=log",
+        "--log-every=1",
+        f"--loss={loss}",
+        *flags,
+    )
     for key, value in extra.items():
         setattr(args, key, value)
     detector = build_model("resnet10", 3, size)
     model = DistributedDataParallel(recipe.TrainForward(detector))
     optimizer = recipe.build_optimizer(detector, args)
-    data = SyntheticDataset(batch * steps, size, "train", seed=0)
-    batches = []
-    for step in range(steps):
-        items = [data[(0, step * batch + i)] for i in range(batch)]
-        batches.append(([img for img, _ in items], [t for _, t in items]))
+    if "--input=canvas" in flags:
+        info = du.DistInfo(0, 1, 0, torch.device("cpu"), "gloo")
+        loader, sampler, _ = train_loader(build_dataset(args, "train"), args, info)
+        sampler.set_epoch(0)
+        batches = list(itertools.islice(loader, steps))
+    else:
+        data = SyntheticDataset(batch * steps, size, "train", seed=0)
+        batches = []
+        for step in range(steps):
+            items = [data[(0, step * batch + i)] for i in range(batch)]
+            batches.append(([img for img, _ in items], [t for _, t in items]))
     criterion = RetinaNetLoss.from_model(detector) if loss == "batched" else None
     ctx = TrainContext(
         model,
@@ -137,5 +164,161 @@ def test_ddp_broadcasts_buffers_only_for_rank_local_batchnorm(process_group):
     plain = recipe.wrap_model(recipe.TrainForward(build_model("resnet10", 3, 64)), _args(), info)
     assert frozen.forward_sync_buffers is False
     assert plain.forward_sync_buffers is True
-    # CPU parameters: the default (foreach) optimizer; fused is for CUDA parameters
-    assert recipe.build_optimizer(build_model("resnet10", 3, 64), _args()).defaults["fused"] is None
+
+
+def _syncs_per_step(ctx, batches, steps: int) -> list[dict]:
+    """train_one_epoch under an OpRecorder: each step's host syncs (data loading excluded:
+    the batches are made before)."""
+    marks = []
+
+    def feed():
+        for batch in batches:
+            marks.append(dict(rec.syncs))
+            yield batch
+
+    with OpRecorder() as rec:
+        train_one_epoch(ctx, feed(), 0, 0, steps, EpochStats())
+    marks.append(dict(rec.syncs))
+    return [
+        {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+        for before, after in itertools.pairwise(marks)
+    ]
+
+
+def test_training_steps_do_not_synchronise_with_the_host_outside_reads(process_group):
+    """The default recipe (canvas input, batched loss, fused AdamW) on the CPU: no host
+    sync in a step, except one read of the pending steps at every --log-every and
+    --sync-every step (counted whole: forward, loss, backward, all-reduce, skip, optimizer,
+    schedule). Before, AdamW's CPU step counters alone cost 64 `.item()` calls a step."""
+    ctx, batches = make_context("batched", 8, 2, 64, "--input=canvas", log_every=4, sync_every=4)
+    assert ctx.optimizer.defaults["fused"] is True
+    read = {"Tensor.tolist": 1}
+    assert _syncs_per_step(ctx, batches, 8) == [{}, {}, {}, read] * 2
+    ctx.args.sync_every = 2  # reads for a quicker stop, between the log steps
+    assert _syncs_per_step(ctx, batches, 8) == [{}, read] * 4
+
+
+def _parameters(ctx):
+    return [p.detach().clone() for p in ctx.model.module.detector.parameters()]
+
+
+def test_nonfinite_steps_are_skipped_on_the_device_and_reported_exactly_at_the_read(
+    process_group, caplog
+):
+    """Losses made non-finite at steps 1 and 2, read at step 4: both steps skipped (no
+    parameter, moment or step count changes: the same state as training on steps 0 and 3
+    alone), then the warnings, counts and losses of each step, as a read per step gives."""
+    ctx, batches = make_context("batched", 4, 2, 64, log_every=4, sync_every=4)
+    ctx.inject = {1, 2}
+    stats = EpochStats()
+    with caplog.at_level(logging.WARNING, logger="training"):
+        assert train_one_epoch(ctx, batches, 0, 0, 4, stats) == (4, False)
+    assert (stats.steps, stats.skipped, stats.images) == (2, 2, 8)
+    assert math.isfinite(stats.loss) and stats.loss > 0
+    for step, run in ((1, 1), (2, 2)):
+        assert (
+            f"non-finite loss at step {step} (epoch 0) on 1 of 1 ranks; step skipped on all "
+            f"ranks ({run} in a row)" in caplog.text
+        )
+    ref, ref_batches = make_context("batched", 4, 2, 64)
+    train_one_epoch(ref, [ref_batches[0], ref_batches[3]], 0, 0, 2, EpochStats())
+    for a, b in zip(_parameters(ctx), _parameters(ref), strict=True):
+        assert torch.equal(a, b)
+    for a, b in zip(ctx.optimizer.state.values(), ref.optimizer.state.values(), strict=True):
+        assert all(torch.equal(a[k], b[k]) for k in ("step", "exp_avg", "exp_avg_sq"))
+
+
+def test_max_nonfinite_stops_at_the_read_naming_the_step(process_group):
+    ctx, batches = make_context("batched", 4, 2, 64, log_every=4, sync_every=4, max_nonfinite=2)
+    ctx.inject = {0, 1}
+    with pytest.raises(NonFiniteLoss, match=r"2 consecutive steps .* last at step 1$"):
+        train_one_epoch(ctx, batches, 0, 0, 4, EpochStats())
+    assert ctx.global_step == 4  # found at the read: up to --sync-every steps later
+
+
+def test_a_stop_request_takes_effect_at_the_next_read(process_group):
+    ctx, batches = make_context("batched", 6, 2, 64, log_every=4, sync_every=3)
+
+    def feed():
+        for n, batch in enumerate(batches):
+            if n == 1:
+                ctx.stop.requested = True  # as the SIGTERM handler does, during step 1
+            yield batch
+
+    stats = EpochStats()
+    assert train_one_epoch(ctx, feed(), 0, 0, 6, stats) == (3, True)
+    assert (stats.steps, stats.images) == (3, 6)  # every step trained is in the sums
+
+
+@pytest.mark.parametrize("how", ["fp16 scaler", "not fused"])
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler")  # the step is skipped
+def test_other_optimizer_paths_skip_a_nonfinite_step(process_group, how):
+    """GradScaler (fp16; its CPU twin here): the NaN put into a gradient makes the scaler
+    skip the step and lower its scale. A non-fused optimizer reads the flag on the host."""
+    ctx, batches = make_context("batched", 1, 2, 64)
+    if how == "fp16 scaler":
+        ctx.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
+    else:
+        ctx.optimizer = torch.optim.AdamW(ctx.model.parameters(), lr=1e-3, foreach=True)
+        ctx.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(ctx.optimizer, lambda _: 1.0)
+    ctx.inject = {0}
+    before, stats = _parameters(ctx), EpochStats()
+    train_one_epoch(ctx, batches, 0, 0, 1, stats)
+    assert stats.skipped == 1
+    assert all(torch.equal(a, b) for a, b in zip(before, _parameters(ctx), strict=True))
+    if how == "fp16 scaler":
+        assert ctx.scaler.get_scale() == 2.0**7
+
+
+def test_fused_sgd_skipping_its_first_step_leaves_no_trace():
+    """torch's fused SGD makes its momentum buffers at its first step with empty_like and
+    leaves them uninitialised when found_inf skips that step; build_optimizer starts them
+    at zero, which gives the same first step."""
+    model = build_model("resnet10", 3, 64)
+    gen = torch.Generator().manual_seed(0)
+    grads = [[torch.randn(p.shape, generator=gen) for p in model.parameters()] for _ in range(2)]
+    states = []
+    for skip_first in (True, False):
+        torch.manual_seed(0)
+        model = build_model("resnet10", 3, 64)
+        opt = recipe.build_optimizer(model, _args("--optimizer=sgd"))
+        assert opt.defaults["fused"] is True
+        for n, step_grads in enumerate(grads):
+            if n == 0 and not skip_first:
+                continue
+            for p, g in zip(model.parameters(), step_grads, strict=True):
+                p.grad = g.clone()
+            opt.found_inf = torch.tensor(float(skip_first and n == 0))
+            opt.step()
+            del opt.found_inf
+        states.append(([p.detach() for p in model.parameters()], opt.state_dict()["state"]))
+    (params, state), (ref_params, ref_state) = states
+    assert all(torch.equal(a, b) for a, b in zip(params, ref_params, strict=True))
+    for k in ref_state:
+        assert torch.equal(state[k]["momentum_buffer"], ref_state[k]["momentum_buffer"])
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_a_checkpoint_of_an_unfused_optimizer_resumes_fused(optimizer):
+    """A checkpoint of the unfused optimizer (CPU runs before CPUs were fused) keeps its
+    state but not its kernel: the resumed optimizer is fused and still skips on the device."""
+    model = build_model("resnet10", 3, 64)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    params = list(model.parameters())
+    old = (
+        torch.optim.AdamW(params, lr=1e-3)
+        if optimizer == "adamw"
+        else torch.optim.SGD(params, lr=1e-3, momentum=0.9)
+    )
+    old.step()
+    opt = recipe.build_optimizer(model, _args(f"--optimizer={optimizer}"))
+    recipe.load_optimizer_state(opt, old.state_dict())
+    assert all(group["fused"] for group in opt.param_groups)
+    before = [p.detach().clone() for p in params]
+    opt.found_inf = torch.tensor(1.0)
+    opt.step()  # the unfused kernels refuse found_inf
+    del opt.found_inf
+    assert all(torch.equal(a, b) for a, b in zip(before, params, strict=True))
+    for p in params:
+        assert all(torch.equal(v, old.state[p][k]) for k, v in opt.state[p].items())
