@@ -3,13 +3,14 @@
 # disk otherwise surfaces 30 minutes in as "[Errno 28] No space left on device" inside a
 # molecule scenario, with containers left behind).
 #
-# What make test writes at its peak, measured on a fresh clone (GiB, rounded up):
-#   the repository's .venv (torch is a CUDA build)                              6.5  once
+# What make test adds to the disk at its peak (the torchrun scenario's install), measured with
+# df every 30 s during a whole run from a fresh clone on a machine without the images: 31 GiB.
+# Its parts (GiB, rounded up):
+#   the repository's .venv (torch is a CUDA build)                              7    once
 #   .cache/wheelhouse (the wheels the torchrun scenario copies to its node)    3    once
 #   the cluster scenario's image: the node image plus the training venv        7    once
-#   while the torchrun scenario installs: the wheelhouse archive on the
-#   controller (3), its copy and its unpacked wheels on the node (6), then the
-#   node's venv (6.5) beside the unpacked wheels                               13   every run
+#   while the torchrun scenario installs: the wheelhouse archive (3) and the
+#   run's other files (2) here, its node's unpacked wheels and venv (9)    14   every run
 # Only what is not there yet counts. The repository and podman's storage may lie on different
 # file systems; each is checked for its own share.
 #
@@ -22,8 +23,8 @@ TORCH_IMAGE=${TORCH_IMAGE:-localhost/ddp-cluster-torch:bookworm}
 store=$(podman info --format '{{ .Store.GraphRoot }}' 2>/dev/null || echo /var/lib/containers)
 mkdir -p "$store"
 
-repo_need=3   # the wheelhouse archive of the torchrun scenario
-store_need=10 # the torchrun scenario's node
+repo_need=5   # the torchrun scenario's wheelhouse archive and the run's other files
+store_need=10 # the torchrun scenario's node, plus 1 to spare
 [ -x .venv/bin/python ] || repo_need=$((repo_need + 7))
 [ -f .cache/wheelhouse/.inputs ] || repo_need=$((repo_need + 3))
 podman image exists "$TORCH_IMAGE" 2>/dev/null || store_need=$((store_need + 7))
