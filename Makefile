@@ -85,8 +85,8 @@ molecule: venv node-image
 	  || { tools/molecule-failures.sh .cache/logs/molecule-$(SCENARIO).log; exit 2; }
 
 .PHONY: molecule-all  ## Run every molecule scenario in turn
-# One at a time: torchrun run beside nvidia_driver took 22 min 46 s, as long as the two in turn
-# (the 2 cores are the limit), so nothing is gained by running them together.
+# One at a time: running torchrun beside nvidia_driver took 22 min 46 s, as long as the two in
+# turn (the 2 cores are the limit), so nothing is gained by running them together.
 molecule-all: venv
 	@if [ -z "$(SCENARIOS)" ]; then echo "molecule: no scenario exists yet"; fi
 	@set -e; for s in $(SCENARIOS); do $(MAKE) molecule SCENARIO=$$s; done

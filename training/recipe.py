@@ -72,6 +72,9 @@ class TrainForward(torch.nn.Module):
         return self.detector(images, targets)
 
 
+_FUSED = ("cpu", "cuda")  # device types of torch's fused AdamW and SGD that this job runs on
+
+
 def build_optimizer(model: torch.nn.Module, args) -> torch.optim.Optimizer:
     """SGD or AdamW at the scaled rate; norm layers and biases take --norm-weight-decay when
     given (torchvision's references: `split_normalization_params`, biases with the norms)."""
@@ -119,9 +122,6 @@ def _zero_momentum(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
                 for p in group["params"]:
                     optimizer.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
     return optimizer
-
-
-_FUSED = ("cpu", "cuda")  # device types of torch's fused AdamW and SGD that this job runs on
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict) -> None:
