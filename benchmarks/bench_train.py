@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from training import distributed as du  # noqa: E402
 from training import recipe  # noqa: E402
 from training.anchors import canvas_anchors  # noqa: E402
-from training.canvas import CanvasImages, normalise  # noqa: E402
+from training.canvas import CanvasImages, channel_constants, normalise  # noqa: E402
 from training.compiled import ForwardLoss  # noqa: E402
 from training.config import get_args_parser, parse_args, resolve_defaults  # noqa: E402
 from training.data import build_dataset, train_loader  # noqa: E402
@@ -135,10 +135,11 @@ class Recipe:
             self.model, self.optimizer, None, self.scaler, device, self.dtype, args, StopFlag()
         )
         self.anchors: dict = {}
-        self.norm = (self.detector.transform.image_mean, self.detector.transform.image_std)
+        mean_std = (self.detector.transform.image_mean, self.detector.transform.image_std)
+        self.norm = channel_constants(*mean_std, device)  # once: no host copy per step
         if args.compile:
             self.compiled = ForwardLoss(
-                self.model, self.criterion, *self.norm, args.channels_last, self.dtype, True
+                self.model, self.criterion, *mean_std, args.channels_last, self.dtype, True
             )
 
     def _sync(self):

@@ -15,7 +15,8 @@ workers (4x the bytes of uint8). Here:
 
     canvases = choose_canvases(resized_sizes(dataset.records.sizes(), 512), multiple=128)
     collate = CanvasCollate(canvases, max_boxes=dataset_max_boxes)
-    pixels = normalise(images, mean, std)  # on the device, [N, 3, H, W] float
+    mean, std = channel_constants(image_mean, image_std, device)  # once
+    pixels = normalise(images, mean, std)  # each step: on the device, [N, 3, H, W] float
 
 Images smaller than 128 px (the CPU tests and demo) use a multiple of their own size rounded
 up to 32 (torchvision's `size_divisible`) instead, so that a 64 px image is not padded to 128.
@@ -126,7 +127,7 @@ class CanvasCollate:
     """
 
     def __init__(self, canvases: list[tuple[int, int]], max_boxes: int):
-        self.canvases = list(canvases)
+        self.canvases = sorted(canvases, key=lambda c: (c[0] * c[1], c))  # smallest first
         self.max_boxes = max(1, int(max_boxes))
 
     def __call__(self, batch) -> tuple[CanvasImages, PaddedTargets]:
@@ -145,15 +146,26 @@ class CanvasCollate:
         return CanvasImages(pixels, sizes), padded
 
 
+def channel_constants(mean, std, device) -> tuple[Tensor, Tensor]:
+    """mean and std as [3, 1, 1] float32 tensors on the device, for `normalise`. Make them
+    once per run: on a GPU, each tensor built from Python numbers reaches the device by a copy
+    from pageable host memory, for which "the driver may synchronize with the stream" (CUDA's
+    API synchronization behavior, asynchronous memcpy): one host wait per step."""
+    return tuple(
+        torch.as_tensor(v, dtype=torch.float32).to(device).reshape(-1, 1, 1) for v in (mean, std)
+    )
+
+
 def normalise(images: CanvasImages, mean, std, channels_last: bool = False) -> Tensor:
     """[N, 3, H, W] float32: (pixels / 255 - mean) / std inside each image and 0 in the
     padding, the values of GeneralizedRCNNTransform's normalise-then-pad. On the device,
-    no host synchronisation."""
+    no host synchronisation when mean and std come from `channel_constants` (plain
+    sequences are converted here, at every call)."""
     pixels, sizes = images
     device = pixels.device
-    mean = torch.as_tensor(mean, dtype=torch.float32).to(device, non_blocking=True)
-    std = torch.as_tensor(std, dtype=torch.float32).to(device, non_blocking=True)
-    x = (pixels.float() / 255 - mean[:, None, None]) / std[:, None, None]
+    if not (isinstance(mean, Tensor) and isinstance(std, Tensor)):
+        mean, std = channel_constants(mean, std, device)
+    x = (pixels.float() / 255 - mean) / std
     rows = torch.arange(pixels.shape[-2], device=device)
     cols = torch.arange(pixels.shape[-1], device=device)
     inside = (rows[None, :, None] < sizes[:, 0, None, None]) & (

@@ -21,7 +21,7 @@ import logging
 
 import torch
 
-from .canvas import CanvasImages, normalise
+from .canvas import CanvasImages, channel_constants, normalise
 from .loss import PaddedTargets
 
 log = logging.getLogger("training")
@@ -55,6 +55,7 @@ class ForwardLoss:
     ):
         self.model, self.criterion = model, criterion
         self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+        self.constants = None  # (mean, std) on the device, made at the first batch
         self.channels_last, self.amp_dtype = channels_last, amp_dtype
         self.fn = _forward_loss
         if compile:
@@ -69,14 +70,15 @@ class ForwardLoss:
             )
 
     def __call__(self, images: CanvasImages, targets: PaddedTargets, anchors) -> dict:
+        if self.constants is None or self.constants[0].device != images.pixels.device:
+            self.constants = channel_constants(self.mean, self.std, images.pixels.device)
         return self.fn(
             self.model,
             self.criterion,
             images,
             targets,
             anchors,
-            self.mean,
-            self.std,
+            *self.constants,
             self.channels_last,
             self.amp_dtype,
         )

@@ -9,6 +9,11 @@ op can be issued: `nonzero` (and `torch.where(cond)`), `.item()` (`_local_scalar
 `masked_select`, indexing with a boolean mask, `unique`, `equal`, `is_nonzero` (`if tensor:`),
 and the Tensor methods that read values without an aten op of their own (`tolist`, `numpy`:
 on the CPU they read the memory directly, so they are caught one level up, as torch functions).
+
+`host_data` counts apart the tensors made from Python data (`aten.lift_fresh`): on a GPU
+such a tensor reaches the device by a copy from pageable host memory, for which "the driver
+may synchronize with the stream" (CUDA's API synchronization behavior). Fine once per run,
+not in every step.
 On the CPU nothing waits, but the same ops are what stall a GPU stream; counting them on the
 CPU lets tests hold the number at zero. Backward ops are recorded too (CPU autograd runs them
 in the calling thread).
@@ -46,6 +51,7 @@ class OpRecorder(TorchDispatchMode):
         super().__init__()
         self.ops: Counter[str] = Counter()
         self.syncs: Counter[str] = Counter()
+        self.host_data = 0
         self._reads = _HostReads(self.syncs)
 
     @property
@@ -67,6 +73,8 @@ class OpRecorder(TorchDispatchMode):
         self.ops[name] += 1
         if name in SYNC_OPS or (name.startswith("aten.index") and _bool_index(args)):
             self.syncs[name] += 1
+        elif name == "aten.lift_fresh":
+            self.host_data += 1
         return func(*args, **(kwargs or {}))
 
 

@@ -14,6 +14,8 @@ from torch.nn.parallel import DistributedDataParallel
 from training import distributed as du
 from training import recipe
 from training.anchors import canvas_anchors
+from training.canvas import CanvasCollate
+from training.compiled import ForwardLoss
 from training.config import get_args_parser, parse_args, resolve_defaults
 from training.data import build_dataset, train_loader
 from training.data.synthetic import SyntheticDataset
@@ -166,36 +168,92 @@ def test_ddp_broadcasts_buffers_only_for_rank_local_batchnorm(process_group):
     assert plain.forward_sync_buffers is True
 
 
-def _syncs_per_step(ctx, batches, steps: int) -> list[dict]:
-    """train_one_epoch under an OpRecorder: each step's host syncs (data loading excluded:
-    the batches are made before)."""
+def _per_step(ctx, batches, steps: int) -> tuple[list[dict], list[int]]:
+    """train_one_epoch under an OpRecorder: each step's host syncs, and the tensors it made
+    from host data (data loading excluded: the batches are made before)."""
     marks = []
+
+    def mark():
+        marks.append((dict(rec.syncs), rec.host_data))
 
     def feed():
         for batch in batches:
-            marks.append(dict(rec.syncs))
+            mark()
             yield batch
 
     with OpRecorder() as rec:
         train_one_epoch(ctx, feed(), 0, 0, steps, EpochStats())
-    marks.append(dict(rec.syncs))
-    return [
+        mark()
+    syncs = [
         {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
-        for before, after in itertools.pairwise(marks)
+        for (before, _), (after, _) in itertools.pairwise(marks)
     ]
+    return syncs, [after - before for (_, before), (_, after) in itertools.pairwise(marks)]
 
 
 def test_training_steps_do_not_synchronise_with_the_host_outside_reads(process_group):
     """The default recipe (canvas input, batched loss, fused AdamW) on the CPU: no host
     sync in a step, except one read of the pending steps at every --log-every and
     --sync-every step (counted whole: forward, loss, backward, all-reduce, skip, optimizer,
-    schedule). Before, AdamW's CPU step counters alone cost 64 `.item()` calls a step."""
+    schedule). Before, AdamW's CPU step counters alone cost 64 `.item()` calls a step.
+    No step makes a tensor from host data either, except the first on a canvas (its anchors
+    and the normalisation constants); before, `normalise` copied mean and std every step."""
     ctx, batches = make_context("batched", 8, 2, 64, "--input=canvas", log_every=4, sync_every=4)
     assert ctx.optimizer.defaults["fused"] is True
     read = {"Tensor.tolist": 1}
-    assert _syncs_per_step(ctx, batches, 8) == [{}, {}, {}, read] * 2
+    syncs, host_data = _per_step(ctx, batches, 8)
+    assert syncs == [{}, {}, {}, read] * 2
+    assert host_data[0] > 0 and host_data[1:] == [0] * 7
     ctx.args.sync_every = 2  # reads for a quicker stop, between the log steps
-    assert _syncs_per_step(ctx, batches, 8) == [{}, read] * 4
+    assert _per_step(ctx, batches, 8) == ([{}, read] * 4, [0] * 8)
+
+
+def graphs_per_canvas_batch(device: str, compile_graph, backbone: str, size: int) -> list[int]:
+    """--compile (ForwardLoss) on batches of two canvases, the larger listed first: the
+    count of graphs compiled after each batch, the losses checked against eager mode on the
+    way. `compile_graph(gm, inputs)` is the backend that compiles each graph."""
+    torch.manual_seed(0)
+    detector = build_model(backbone, 3, size).to(device)
+    model = DistributedDataParallel(recipe.TrainForward(detector))
+    graphs = []
+
+    def counting(gm, inputs):
+        graphs.append(len(gm.graph.nodes))
+        return compile_graph(gm, inputs)
+
+    mean, std = detector.transform.image_mean, detector.transform.image_std
+    criterion = RetinaNetLoss.from_model(detector)
+    compiled = ForwardLoss(model, criterion, mean, std, compile=True, backend=counting)
+    eager = ForwardLoss(model, criterion, mean, std)
+    half = size // 2
+    collate = CanvasCollate([(size, size), (half, size)], max_boxes=4)
+    gen = torch.Generator().manual_seed(0)
+    target = {
+        "boxes": torch.tensor([[8.0, 8.0, half - 4.0, half - 8.0]]),
+        "labels": torch.tensor([1]),
+    }
+    seen = []
+    for h, w in [(size, size), (half, size), (size - 6, size), (half - 4, size - 56), (size, size)]:
+        img = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=gen)
+        images, targets = collate([(img, target)] * 2)
+        assert images.pixels.shape[-2:] == ((size, size) if h > half else (half, size))
+        images, targets = images.to(device), type(targets)(*(t.to(device) for t in targets))
+        anchors = canvas_anchors(detector, tuple(images.pixels.shape[-2:]), device)
+        ours, ref = compiled(images, targets, anchors), eager(images, targets, anchors)
+        for key in ours:
+            torch.testing.assert_close(ours[key], ref[key], rtol=1e-4, atol=1e-5)
+        (ours["classification"] + ours["bbox_regression"]).backward()
+        seen.append(len(graphs))
+    return seen
+
+
+def test_compile_builds_one_graph_set_per_canvas_and_matches_eager(process_group):
+    """--compile, traced by dynamo on the CPU (each graph run as traced: inductor's C++
+    build would take minutes here): the second canvas compiles its own graphs once, the
+    canvases seen before compile nothing (static shapes, bounded recompiles). Before, the
+    collate took the first canvas that fits, not the smallest, when they came unsorted."""
+    seen = graphs_per_canvas_batch("cpu", lambda gm, inputs: gm.forward, "resnet10", 128)
+    assert seen[0] > 0 and seen == [seen[0], *[2 * seen[0]] * 4]
 
 
 def _parameters(ctx):

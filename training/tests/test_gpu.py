@@ -62,47 +62,13 @@ def test_bf16_autocast_forward_backward_on_gpu():
 
 
 def test_compiled_forward_loss_builds_one_graph_set_per_canvas_and_matches_eager(process_group):
-    """--compile on a canvas batch: inductor, two canvases, each compiled once (the count of
-    graphs stops growing after both were seen) and the losses of eager mode."""
+    """--compile on a canvas batch with inductor on the GPU: see the CPU test's helper."""
     from torch._inductor.compile_fx import compile_fx
-    from torch.nn.parallel import DistributedDataParallel
 
-    from training.anchors import canvas_anchors
-    from training.canvas import CanvasCollate
-    from training.compiled import ForwardLoss
-    from training.loss import RetinaNetLoss
-    from training.model import build_model
-    from training.recipe import TrainForward
+    from .test_fast_path import graphs_per_canvas_batch
 
-    torch.manual_seed(0)
-    detector = build_model("resnet18", 3, 256).cuda()
-    model = DistributedDataParallel(TrainForward(detector))
-    graphs = []
-
-    def counting_inductor(gm, inputs):
-        graphs.append(len(gm.graph.nodes))
-        return compile_fx(gm, inputs)
-
-    mean, std = detector.transform.image_mean, detector.transform.image_std
-    criterion = RetinaNetLoss.from_model(detector)
-    compiled = ForwardLoss(model, criterion, mean, std, compile=True, backend=counting_inductor)
-    eager = ForwardLoss(model, criterion, mean, std)
-    collate = CanvasCollate([(256, 256), (128, 256)], max_boxes=4)
-    gen = torch.Generator().manual_seed(0)
-    target = {"boxes": torch.tensor([[8.0, 8.0, 100.0, 90.0]]), "labels": torch.tensor([1])}
-    seen = []
-    for h, w in [(256, 256), (128, 256), (250, 256), (120, 200), (256, 256)]:
-        img = torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=gen)
-        images, targets = collate([(img, target)] * 4)
-        images, targets = images.to("cuda"), type(targets)(*(t.cuda() for t in targets))
-        anchors = canvas_anchors(detector, tuple(images.pixels.shape[-2:]), "cuda")
-        ours, ref = compiled(images, targets, anchors), eager(images, targets, anchors)
-        for key in ours:
-            torch.testing.assert_close(ours[key], ref[key], rtol=1e-4, atol=1e-5)
-        (ours["classification"] + ours["bbox_regression"]).backward()
-        seen.append(len(graphs))
-    per_canvas = seen[0]
-    assert per_canvas > 0 and seen == [per_canvas, 2 * per_canvas, *[2 * per_canvas] * 3]
+    seen = graphs_per_canvas_batch("cuda", compile_fx, "resnet18", 256)
+    assert seen[0] > 0 and seen == [seen[0], *[2 * seen[0]] * 4]
 
 
 def test_optimizers_are_fused_for_gpu_parameters():
