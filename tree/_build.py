@@ -100,6 +100,7 @@ def _choose(xk, rows, node, w, frac, level, enc, scorer, min_gain, n_train, with
     details = []
     maps = {}  # feature -> {node: each value's branch}, for splits on value subsets
     batch = w is None and not with_details
+    scorer.whole = w is None  # every row whole, with weight 1: counts are whole numbers
     for fs in _feature_chunks(enc, scorer, len(node), s, batch):
         nf = len(fs)
         slots = int(enc.n_values[fs].max()) + 1  # every value, plus one slot for missing

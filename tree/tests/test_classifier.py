@@ -277,3 +277,32 @@ def test_memory_savers_leave_the_tree_as_it_was(monkeypatch, params):
     monkeypatch.setattr(tree._encode, "_KEEP_VALUES", 0)
     monkeypatch.setattr(tree._score, "_BLOCK", 5)
     assert fitted() == plain
+
+
+@pytest.mark.parametrize(
+    "params", [{}, {"criterion": "gain_ratio"}, {"min_samples_leaf": 4}, {"max_depth": 2}]
+)
+def test_scoring_boundary_cuts_only_picks_the_cut_scoring_every_cut_picks(monkeypatch, params):
+    # Gains rounded to 2 decimals tie often, also at cuts between two values of one class,
+    # which the numeric scorer does not score: the first tied cut must still win.
+    import tree._score
+
+    rng = np.random.default_rng(3)
+    X = rng.integers(0, 60, size=(500, 3)).astype(float)
+    y = (X[:, 0] // 15 + (rng.random(500) < 0.2)) % 3  # runs of one class, some noise
+    X[rng.random(X.shape) < 0.05] = np.nan
+    w = rng.integers(1, 3, 500).astype(float)
+
+    def fitted():
+        clf = ID3Classifier(**params).fit(X, y, sample_weight=w)
+        threshold = np.nan_to_num(clf.tree_.threshold, nan=-1.0)  # NaN at non-numeric nodes
+        return export_text(clf), threshold.tolist(), clf.tree_.counts.tolist()
+
+    def every_cut(cuts):
+        cuts.scored = ~cuts.last if cuts.ok is None else cuts.ok.copy()
+        return np.flatnonzero(cuts.scored)
+
+    monkeypatch.setattr(tree._score, "DECIMALS", 2)
+    fast = fitted()
+    monkeypatch.setattr(tree._score._Cuts, "candidates", every_cut)
+    assert fitted() == fast
