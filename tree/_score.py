@@ -52,17 +52,23 @@ def pairs(keys, size, n_classes, slots, weights):
     over the few classes run along the first axis).
     """
     tk, tc = count_keys(keys, size, weights)
-    pair, cls = np.divmod(tk, n_classes)
+    pair = tk // n_classes  # floor_divide by a scalar is much faster than divmod
+    cls = tk - pair * n_classes
     del tk  # the steps below free what they no longer need: their arrays are row-sized
     new = np.empty(len(pair), dtype=bool)
     new[:1] = True
     np.not_equal(pair[1:], pair[:-1], out=new[1:])
-    pid = np.cumsum(new)
-    pid -= 1
-    counts = np.zeros((n_classes, int(pid[-1]) + 1 if len(pid) else 0))
-    counts[cls, pid] = tc
+    starts = np.flatnonzero(new)
+    del new
+    n_pairs = len(starts)
+    pid = np.repeat(np.arange(n_pairs), np.diff(starts, append=len(pair)))  # a cumsum's result
+    counts = np.zeros((n_classes, n_pairs))
+    counts.reshape(-1)[cls * n_pairs + pid] = tc
     del cls, pid, tc
-    pnode, pval = np.divmod(pair[new], slots)
+    pnode = pair.take(starts)
+    pnode //= slots
+    pval = pair.take(starts)
+    pval -= pnode * slots
     return pnode, pval, counts
 
 
@@ -179,7 +185,8 @@ class Scorer:
         for a in range(0, len(idx), max(step, 1)):
             at = idx[a : a + step]
             gain_c, ok = cuts.gains(at)
-            at, gain_c = at[ok], gain_c[ok]
+            if not ok.all():
+                at, gain_c = at[ok], gain_c[ok]
             top = first_max_per_group(pnode[at], np.round(gain_c, DECIMALS))
             found.append(at[top])
             found_gain.append(gain_c[top])
