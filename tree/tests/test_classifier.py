@@ -306,3 +306,18 @@ def test_scoring_boundary_cuts_only_picks_the_cut_scoring_every_cut_picks(monkey
     fast = fitted()
     monkeypatch.setattr(tree._score._Cuts, "candidates", every_cut)
     assert fitted() == fast
+
+
+def test_float32_and_float64_arrays_walk_as_their_exact_values_compare():
+    # Thresholds fitted on float64 values that float32 cannot hold (0.1, 0.3): a float32 row
+    # goes where its exact value goes; a plain array walks as its DataFrame does.
+    rng = np.random.default_rng(4)
+    X = np.round(rng.random((400, 3)), 1)
+    y = (X[:, 0] + X[:, 1] > 0.9).astype(int)
+    clf = ID3Classifier().fit(X, y)
+    X32 = rng.random((1000, 3)).astype(np.float32)
+    X32[:100, 0] = np.float32(0.1)  # just above 0.1
+    assert np.array_equal(clf.apply(X32), clf.apply(X32.astype(np.float64)))
+    assert np.array_equal(clf.apply(X32), clf.apply(pd.DataFrame(X32)))
+    X32[::7, 1] = np.nan  # missing values: the walk with the row of zeros
+    assert np.array_equal(clf.apply(X32), clf.apply(pd.DataFrame(X32.astype(np.float64))))
