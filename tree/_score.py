@@ -53,23 +53,22 @@ def pairs(keys, size, n_classes, slots, weights):
     """
     tk, tc = count_keys(keys, size, weights)
     pair = tk // n_classes  # floor_divide by a scalar is much faster than divmod
-    cls = tk - pair * n_classes
-    del tk  # the steps below free what they no longer need: their arrays are row-sized
+    tk -= pair * n_classes  # the class
     new = np.empty(len(pair), dtype=bool)
     new[:1] = True
     np.not_equal(pair[1:], pair[:-1], out=new[1:])
     starts = np.flatnonzero(new)
-    del new
+    del new  # the steps below free what they no longer need: their arrays are row-sized
     n_pairs = len(starts)
-    pid = np.repeat(np.arange(n_pairs), np.diff(starts, append=len(pair)))  # a cumsum's result
+    tk *= n_pairs
+    tk += np.repeat(np.arange(n_pairs), np.diff(starts, append=len(pair)))  # + the pair's id
     counts = np.zeros((n_classes, n_pairs))
-    counts.reshape(-1)[cls * n_pairs + pid] = tc
-    del cls, pid, tc
-    pnode = pair.take(starts)
-    pnode //= slots
-    pval = pair.take(starts)
-    pval -= pnode * slots
-    return pnode, pval, counts
+    counts.reshape(-1)[tk] = tc
+    del tk, tc
+    pair = pair.take(starts)
+    pnode = pair // slots
+    pair -= pnode * slots
+    return pnode, pair, counts
 
 
 def class_sum(a: np.ndarray) -> np.ndarray:
@@ -219,6 +218,21 @@ class Scorer:
         return gain, score, split, valid, cut_value, (nodes, left, right, miss)
 
 
+def _same_one_class(counts):
+    """Per pair but the last, whether it and the next hold one same class only (None: many
+    classes)."""
+    k, m = counts.shape
+    if k > 62 or m < 2:
+        return None
+    dtype = next(t for t in (np.uint8, np.uint16, np.uint32, np.uint64) if k <= 8 * t().itemsize)
+    bits = np.zeros(m, dtype=dtype)  # which classes each value holds
+    for c in range(k):
+        bits |= (counts[c] > 0).view(np.uint8).astype(dtype, copy=False) << dtype(c)
+    one = (bits[:-1] & (bits[:-1] - dtype(1))) == 0
+    one &= bits[:-1] == bits[1:]
+    return one
+
+
 class _Cuts:
     """The cuts of one numeric feature at every node of a level: cut ``j`` is after pair ``j``.
 
@@ -227,7 +241,7 @@ class _Cuts:
     """
 
     def __init__(self, scorer, pnode, counts, rows, level, miss, n_miss):
-        self.scorer, self.pnode, self.counts, self.level = scorer, pnode, counts, level
+        self.scorer, self.pnode, self.level = scorer, pnode, level
         s, m = level["s"], len(pnode)
         self.known_counts = level["C"] - miss
         self.n_known = level["n"] - n_miss
@@ -235,7 +249,8 @@ class _Cuts:
         self.last = np.ones(m, dtype=bool)  # the last value of its node: no cut after it
         np.not_equal(pnode[1:], pnode[:-1], out=self.last[:-1])
         starts = np.flatnonzero(self.last[:-1]) + 1  # where each node but the first starts
-        self.cum = np.cumsum(counts, axis=1)
+        self.one_class = _same_one_class(counts)
+        self.cum = np.cumsum(counts, axis=1, out=counts)  # in place: the counts are not kept
         self.prev = np.zeros((scorer.k, s))  # each node's cumulative counts before its start
         self.prev[:, pnode[starts]] = self.cum[:, starts - 1]
         self.rows = None
@@ -263,22 +278,12 @@ class _Cuts:
 
     def candidates(self) -> np.ndarray:
         """The cuts to score: boundary cuts and the ends of each node's allowed cuts."""
-        counts, k, m = self.counts, self.scorer.k, len(self.pnode)
         allowed = ~self.last if self.ok is None else self.ok  # an interval per node
         cand = allowed.copy()
-        if k <= 62 and m > 1:
-            dtype = next(
-                t for t in (np.uint8, np.uint16, np.uint32, np.uint64) if k <= 8 * t(0).itemsize
-            )
-            bits = np.zeros(m, dtype=dtype)  # which classes each value holds
-            for c in range(k):
-                bits |= (counts[c] > 0).view(np.uint8).astype(dtype, copy=False) << dtype(c)
-            one_class = (bits & (bits - 1)) == 0
-            # between two values that hold one same class only: not a boundary
-            np.logical_and(one_class[:-1], bits[:-1] == bits[1:], out=one_class[:-1])
-            cand[:-1] &= ~one_class[:-1]
+        if self.one_class is not None:
+            cand[:-1] &= ~self.one_class
         # the ends (where the known values are one class, every cut has the same gain)
-        cand[0] |= allowed[0]
+        cand[:1] |= allowed[:1]
         cand[1:] |= allowed[1:] & ~allowed[:-1]
         cand[:-1] |= allowed[:-1] & ~allowed[1:]
         cand[-1:] |= allowed[-1:]
