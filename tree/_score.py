@@ -189,10 +189,14 @@ class Scorer:
             top = first_max_per_group(pnode[at], np.round(gain_c, DECIMALS))
             found.append(at[top])
             found_gain.append(gain_c[top])
-        at = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
-        gain_c = np.concatenate(found_gain) if found else np.zeros(0)
-        win = at[first_max_per_group(pnode[at], np.round(gain_c, DECIMALS))]
-        win = cuts.first_tied(win)
+        if len(found) == 1:  # one block: its tops are the nodes' best
+            win, gain_c = found[0], found_gain[0]
+        else:  # the best of the blocks' best: a node's cuts in several blocks keep the first
+            at = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+            gain_c = np.concatenate(found_gain) if found else np.zeros(0)
+            top = first_max_per_group(pnode[at], np.round(gain_c, DECIMALS))
+            win, gain_c = at[top], gain_c[top]
+        win = cuts.first_tied(win, gain_c)
         nodes, left, right, n_left, n_right, h_left, h_right, won = cuts.stats(win)
         gain = np.zeros(s)
         score = np.zeros(s)
@@ -315,8 +319,9 @@ class _Cuts:
         big = self.scorer._big_enough
         return gain, big(n_left, None) & big(n_right, None)
 
-    def first_tied(self, win):
-        """*win* (each node's best scored cut), moved to the first cut that ties with it.
+    def first_tied(self, win, win_gain):
+        """*win* (each node's best scored cut, of gain *win_gain*), moved to the first cut
+        that ties with it.
 
         Only cuts not scored just before a winner can tie with it (the gain is convex
         between scored cuts, and the scored cut before is lower): rare, so looked for there.
@@ -330,9 +335,9 @@ class _Cuts:
         check = np.flatnonzero(inner)
         if not len(check):
             return win
-        gain, ok = self.gains(np.concatenate([win[check], before[check]]))
-        top, gain = np.round(gain[: len(check)], DECIMALS), np.round(gain[len(check) :], DECIMALS)
-        tied = ok[len(check) :] & (gain == top)
+        gain, ok = self.gains(before[check])
+        top = np.round(win_gain[check], DECIMALS)
+        tied = ok & (np.round(gain, DECIMALS) == top)
         check, top = check[tied], top[tied]
         for i, best in zip(check, top, strict=True):  # back to the first cut that ties
             j = int(win[i])
