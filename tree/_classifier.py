@@ -273,6 +273,10 @@ class ID3Classifier(ClassifierMixin, BaseEstimator):
         self.features_ = specs
         self.tree_ = tree
         self.root_ = Node(tree, specs, classes)
+        # predict's tables are built here, as scikit-learn's tree is: a predict only walks
+        numeric, widths = self._kinds()
+        tree.child_table(widths, numeric)
+        tree.majority()
 
     def fit(self, X, y, sample_weight=None, *, trace=None):
         """Grow the tree on *X* (DataFrame or 2-D array-like) and labels *y*; return self.
