@@ -196,8 +196,7 @@ class Scorer:
             gain_c = np.concatenate(found_gain) if found else np.zeros(0)
             top = first_max_per_group(pnode[at], np.round(gain_c, DECIMALS))
             win, gain_c = at[top], gain_c[top]
-        win = cuts.first_tied(win, gain_c)
-        nodes, left, right, n_left, n_right, h_left, h_right, won = cuts.stats(win)
+        nodes, left, right, n_left, n_right, h_left, h_right, won = cuts.winners(win, gain_c)
         gain = np.zeros(s)
         score = np.zeros(s)
         split = np.zeros(s)
@@ -314,37 +313,38 @@ class _Cuts:
     def gains(self, at):
         """The gains of cuts *at*, and whether each is allowed."""
         _, _, _, n_left, n_right, _, _, gain = self.stats(at)
-        if self.ok is not None:
-            return gain, self.ok[at]
-        big = self.scorer._big_enough
-        return gain, big(n_left, None) & big(n_right, None)
+        return gain, self._ok(n_left, n_right, at)
 
-    def first_tied(self, win, win_gain):
-        """*win* (each node's best scored cut, of gain *win_gain*), moved to the first cut
-        that ties with it.
+    def _ok(self, n_left, n_right, at):
+        if self.ok is not None:
+            return self.ok[at]
+        big = self.scorer._big_enough
+        return big(n_left, None) & big(n_right, None)
+
+    def winners(self, win, win_gain):
+        """``stats`` of the first cut that ties with each node's best scored cut *win*.
 
         Only cuts not scored just before a winner can tie with it (the gain is convex
-        between scored cuts, and the scored cut before is lower): rare, so looked for there.
+        between scored cuts, and the scored cut before is lower): their gains come in the
+        same ``stats`` call as the winners'; a tie (rare) walks back to the first one.
         """
-        before = win - 1
-        inner = (win > 0) & ~self.last[np.maximum(before, 0)]  # the cut before: same node
+        before = np.maximum(win - 1, 0)
+        inner = (win > 0) & ~self.last[before] & ~self.scored[before]  # unscored, same node
         if self.ok is not None:
-            inner &= self.ok[np.maximum(before, 0)]
-        scored = self.scored
-        inner &= ~scored[np.maximum(before, 0)]
+            inner &= self.ok[before]
         check = np.flatnonzero(inner)
-        if not len(check):
-            return win
-        gain, ok = self.gains(before[check])
-        top = np.round(win_gain[check], DECIMALS)
-        tied = ok & (np.round(gain, DECIMALS) == top)
-        check, top = check[tied], top[tied]
-        for i, best in zip(check, top, strict=True):  # back to the first cut that ties
-            j = int(win[i])
-            while j > 0 and not self.last[j - 1] and not scored[j - 1]:
+        both = self.stats(np.concatenate([win, before[check]]))
+        n = len(win)
+        gain, ok = both[-1][n:], self._ok(both[3][n:], both[4][n:], before[check])
+        tied = ok & (np.round(gain, DECIMALS) == np.round(win_gain[check], DECIMALS))
+        if not tied.any():
+            return tuple(a[..., :n] for a in both)
+        for i in check[tied]:  # back to the first cut that ties
+            best, j = np.round(win_gain[i], DECIMALS), int(win[i])
+            while j > 0 and not self.last[j - 1] and not self.scored[j - 1]:
                 gain, ok = self.gains(np.array([j - 1]))
                 if not ok[0] or np.round(gain[0], DECIMALS) != best:
                     break
                 j -= 1
             win[i] = j
-        return win
+        return self.stats(win)
