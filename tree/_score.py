@@ -33,14 +33,23 @@ def xlogx(c, whole: bool = False):
 
 
 def count_keys(keys: np.ndarray, size: int, weights: np.ndarray | None):
-    """Return the distinct keys in ascending order and their total weight (count if None)."""
+    """Return the distinct keys in ascending order and their total weight (count if None).
+
+    Without weights, *keys* may be sorted in place (every caller is done with its order).
+    """
     if size <= max(_DENSE, _DENSE_PER_KEY * len(keys)):
         counts = np.bincount(keys, weights, minlength=size)
         present = np.flatnonzero(counts)
         return present, counts[present].astype(np.float64, copy=False)
-    if weights is None:
-        present, counts = np.unique(keys, return_counts=True)
-        return present, counts.astype(np.float64)
+    if weights is None:  # np.unique(keys, return_counts=True) with fewer row-sized copies
+        keys.sort()
+        new = np.empty(len(keys), dtype=bool)
+        new[:1] = True
+        np.not_equal(keys[1:], keys[:-1], out=new[1:])
+        starts = np.flatnonzero(new)
+        del new
+        counts = np.diff(starts, append=len(keys)).astype(np.float64)
+        return keys[starts], counts
     present, inverse = np.unique(keys, return_inverse=True)
     return present, np.bincount(inverse.reshape(-1), weights, minlength=len(present))
 
@@ -54,6 +63,8 @@ def pairs(keys, size, n_classes, slots, weights):
     tk, tc = count_keys(keys, size, weights)
     pair = tk // n_classes  # floor_divide by a scalar is much faster than divmod
     tk -= pair * n_classes  # the class
+    if n_classes * len(tk) >= 2**31:  # the flat index below needs more than int32 then
+        tk = tk.astype(np.int64)
     new = np.empty(len(pair), dtype=bool)
     new[:1] = True
     np.not_equal(pair[1:], pair[:-1], out=new[1:])
