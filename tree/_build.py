@@ -100,21 +100,23 @@ def _choose(xk, rows, node, w, frac, level, enc, scorer, min_gain, n_train, with
     details = []
     maps = {}  # feature -> {node: each value's branch}, for splits on value subsets
     batch = w is None and not with_details
+    scorer.whole = w is None  # every row whole, with weight 1: counts are whole numbers
     for fs in _feature_chunks(enc, scorer, len(node), s, batch):
         nf = len(fs)
         slots = int(enc.n_values[fs].max()) + 1  # every value, plus one slot for missing
-        keys = np.empty((nf, len(node)), dtype=np.int64)
+        small = nf * s * slots * k < 2**31  # int32 keys: half the memory, a faster sort
+        keys = np.empty((nf, len(node)), dtype=np.int32 if small else np.int64)
         for i, f in enumerate(fs):  # feature i of the chunk owns the groups i * s to i * s + s
             np.multiply(node, slots * k, out=keys[i])
             keys[i] += xk[f] if rows is None else xk[f][rows]
             if i:
                 keys[i] += i * s * slots * k
         keys = keys.reshape(-1)
-        pnode, pval, counts = pairs(keys, nf * s * slots * k, k, slots, w)
-        if need_rows:  # in a batch every row is whole (frac is 1)
+        if need_rows:  # in a batch every row is whole (frac is 1); before pairs sorts keys
             pair_rows = count_keys(keys // k, nf * s * slots, frac if nf == 1 else None)[1]
         else:
             pair_rows = None
+        pnode, pval, counts = pairs(keys, nf * s * slots * k, k, slots, w)
         del keys
         how = scorer.numeric if enc.numeric[fs[0]] else scorer.categorical
         n_known = int(enc.n_values[fs[0]]) if nf == 1 else np.repeat(enc.n_values[fs], s)

@@ -273,6 +273,10 @@ class ID3Classifier(ClassifierMixin, BaseEstimator):
         self.features_ = specs
         self.tree_ = tree
         self.root_ = Node(tree, specs, classes)
+        # predict's tables are built here, as scikit-learn's tree is: a predict only walks
+        numeric, widths = self._kinds()
+        tree.child_table(widths, numeric)
+        tree.majority()
 
     def fit(self, X, y, sample_weight=None, *, trace=None):
         """Grow the tree on *X* (DataFrame or 2-D array-like) and labels *y*; return self.
@@ -319,7 +323,25 @@ class ID3Classifier(ClassifierMixin, BaseEstimator):
     def _stops(self, X):
         """``apply`` without fractional parts: the node where each row stops."""
         numeric, widths = self._kinds()
+        block = self._number_block(X, numeric)
+        if block is not None:  # numbers only: walk X itself, no copy
+            return walk(self.tree_, numeric, widths, block.T, slotted=True, zero_row=False)
         return walk(self.tree_, numeric, widths, self._encode(X, widths), slotted=True)
+
+    def _number_block(self, X, numeric):
+        """*X* itself when it is a C-ordered float32 or float64 array of numeric features."""
+        check_is_fitted(self)
+        if not (
+            isinstance(X, np.ndarray)
+            and X.ndim == 2
+            and X.dtype in (np.float32, np.float64)
+            and X.flags.c_contiguous
+            and X.shape[0] > 0
+            and numeric.all()
+        ):
+            return None
+        validate_data(self, X, skip_check_array=True, reset=False)  # the feature checks
+        return X
 
     def _kinds(self):
         return np.array([s.kind == "numeric" for s in self.features_]), branch_widths(

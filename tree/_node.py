@@ -173,14 +173,15 @@ def slot_codes(xe, numeric, widths):
     return np.vstack([out, np.zeros((1, out.shape[1]), dtype=out.dtype)])
 
 
-def walk(tree: TreeArrays, numeric, widths, xe, slotted: bool = False):
+def walk(tree: TreeArrays, numeric, widths, xe, slotted: bool = False, zero_row: bool = True):
     """Return the node where each row stops: a leaf, or the node whose value it lacks.
 
     *xe* is ``(n_features, n_rows)`` from ``encode_predict``: category codes or numbers, NaN
     for missing values; *slotted* when it was encoded with ``slots=widths`` (a categorical
-    value is then its branch slot, and a row of zeros follows the features). All rows move
-    one level per step, one lookup in the child table each; a row that has stopped stays on
-    its own slot, and every few levels those rows leave the arrays.
+    value is then its branch slot, and a row of zeros follows the features, unless
+    *zero_row* is False: numbers only, such as ``X.T``). All rows move one level per step,
+    one lookup in the child table each; a row that has stopped stays on its own slot, and
+    every few levels those rows leave the arrays.
     """
     if not slotted:
         xe = slot_codes(xe, numeric, widths)
@@ -189,44 +190,77 @@ def walk(tree: TreeArrays, numeric, widths, xe, slotted: bool = False):
     width, n = xe.shape
     by_row = xe.T.flags.c_contiguous  # encode_predict's layout: a row's values lie together
     flat = xe.T.ravel() if by_row else np.ascontiguousarray(xe).ravel()
-    # where a node's value of a row lies in *flat*: start[node] + at[row]
-    start = t["feature"] if by_row else t["feature"] * n
     codes_only = not t["any_numeric"] and xe.dtype.kind in "ui"
     numbers_only = not t["any_categorical"]
     has_nan = xe.dtype.kind == "f" and bool(np.isnan(flat).any())
     pairs = numbers_only and not has_nan and t["pairs"]
+    feature = t["feature"]
+    if not zero_row:
+        if not pairs:  # a leaf reads the row of zeros: add it
+            return walk(tree, numeric, widths, _with_zero_row(xe), slotted=True)
+        feature = np.where(tree.feature >= 0, feature, 0)  # a leaf's +inf threshold keeps it
+    # where a node's value of a row lies in *flat*: start[node] + at[row]
+    start = feature if by_row else feature * n
+    if pairs and flat.dtype == np.float32:  # x > t is x > (the largest float32 <= t)
+        t32 = threshold.astype(np.float32)
+        up = t32 > threshold
+        t32[up] = np.nextafter(t32[up], np.float32(-np.inf))
+        threshold = t32  # no cast of every value read to float64
     if not pairs:
         t = tree.child_table(widths, numeric)
     offset, child = t.get("offset"), t.get("child")
     node = np.zeros(n, dtype=np.intp)
     rows = np.arange(n, dtype=np.intp)
     at = rows * width if by_row else rows
-    cur = node.copy()
-    step = 0
-    while len(rows):
-        value = flat[start[cur] + at]
+    # each step writes into these (mode="clip": every index is in range, no check)
+    bufs = np.zeros(n, dtype=np.intp), np.empty(n, dtype=np.intp)
+    idx, value, go = np.empty(n, dtype=np.intp), np.empty(n, dtype=flat.dtype), np.empty(n, bool)
+    thr = np.empty(n, dtype=threshold.dtype)
+    which, m, step = 0, n, 0
+    cur = bufs[0]
+    while m:
+        nxt = bufs[1 - which][:m]
+        i = np.take(start, cur, out=idx[:m], mode="clip")
+        i += at
+        v = np.take(flat, i, out=value[:m], mode="clip")
         if pairs:  # the two children are consecutive; a leaf is its own "first"
-            nxt = first[cur] + (value > threshold[cur])
+            np.greater(v, np.take(threshold, cur, out=thr[:m], mode="clip"), out=go[:m])
+            np.take(first, cur, out=nxt, mode="clip")
+            nxt += go[:m]
         else:
             if codes_only:  # every value read is a slot; a leaf reads 0, its own
-                branch = value
+                branch = v
             elif numbers_only and not has_nan:
-                branch = value > threshold[cur]
+                branch = v > threshold[cur]
             else:
-                branch = np.where(value == value, value > threshold[cur], 2)
+                branch = np.where(v == v, v > threshold[cur], 2)
                 if not numbers_only:
-                    branch = np.where(categorical[cur], value, branch).astype(np.intp)
-            nxt = child[offset[cur] + branch]
+                    branch = np.where(categorical[cur], v, branch).astype(np.intp)
+            i = np.take(offset, cur, out=idx[:m], mode="clip")
+            i += branch
+            np.take(child, i, out=nxt, mode="clip")
         step += 1
+        which = 1 - which
         if step % 4 == 0:
             done = nxt == cur
             if done.any():
                 node[rows[done]] = cur[done]
-                keep = ~done
-                rows, nxt = rows[keep], nxt[keep]
+                keep = np.flatnonzero(~done)
+                rows = rows.take(keep)
                 at = rows * width if by_row else rows
+                m = len(rows)
+                nxt = np.take(nxt, keep, out=bufs[1 - which][:m])
+                which = 1 - which
         cur = nxt
     return node
+
+
+def _with_zero_row(xe):
+    """``xe`` (whose transpose is C-contiguous) with a row of zeros after it, laid out alike."""
+    out = np.empty((xe.shape[1], xe.shape[0] + 1), dtype=xe.dtype)
+    out[:, :-1] = xe.T
+    out[:, -1] = 0
+    return out.T
 
 
 def spread(tree: TreeArrays, numeric, widths, xe, fractional: bool, visits=None):

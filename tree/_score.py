@@ -16,27 +16,40 @@ _DENSE_PER_KEY = 4  # ... or this many per row counted
 _BLOCK = 1 << 13  # past 4 x this many cuts, the numeric scorer takes them this many at a time
 
 
-def xlogx(c):
-    """``c * ln(c)`` elementwise, 0 at 0.
+def xlogx(c, whole: bool = False):
+    """``c * ln(c)`` elementwise, 0 at 0; *whole*: every ``c`` is 0 or at least 1.
 
     >>> xlogx(np.array([0.0, 1.0, 2.0])).round(4).tolist()
     [0.0, 0.0, 1.3863]
     """
     c = np.asarray(c, dtype=np.float64)
-    log = np.log(c, out=np.zeros(c.shape), where=c > 0)  # 0 where c <= 0, like log(1)
+    if whole and c.ndim:  # log(max(c, 1)) is log(c) there, 0 at 0: twice as fast as where=
+        log = np.maximum(c, 1.0)
+        np.log(log, out=log)
+    else:
+        log = np.log(c, out=np.zeros(c.shape), where=c > 0)  # 0 where c <= 0, like log(1)
     log *= c
     return log if log.ndim else log[()]
 
 
 def count_keys(keys: np.ndarray, size: int, weights: np.ndarray | None):
-    """Return the distinct keys in ascending order and their total weight (count if None)."""
+    """Return the distinct keys in ascending order and their total weight (count if None).
+
+    Without weights, *keys* may be sorted in place (every caller is done with its order).
+    """
     if size <= max(_DENSE, _DENSE_PER_KEY * len(keys)):
         counts = np.bincount(keys, weights, minlength=size)
         present = np.flatnonzero(counts)
         return present, counts[present].astype(np.float64, copy=False)
-    if weights is None:
-        present, counts = np.unique(keys, return_counts=True)
-        return present, counts.astype(np.float64)
+    if weights is None:  # np.unique(keys, return_counts=True) with fewer row-sized copies
+        keys.sort()
+        new = np.empty(len(keys), dtype=bool)
+        new[:1] = True
+        np.not_equal(keys[1:], keys[:-1], out=new[1:])
+        starts = np.flatnonzero(new)
+        del new
+        counts = np.diff(starts, append=len(keys)).astype(np.float64)
+        return keys[starts], counts
     present, inverse = np.unique(keys, return_inverse=True)
     return present, np.bincount(inverse.reshape(-1), weights, minlength=len(present))
 
@@ -48,18 +61,25 @@ def pairs(keys, size, n_classes, slots, weights):
     over the few classes run along the first axis).
     """
     tk, tc = count_keys(keys, size, weights)
-    pair, cls = np.divmod(tk, n_classes)
-    del tk  # the steps below free what they no longer need: their arrays are row-sized
+    pair = tk // n_classes  # floor_divide by a scalar is much faster than divmod
+    tk -= pair * n_classes  # the class
+    if n_classes * len(tk) >= 2**31:  # the flat index below needs more than int32 then
+        tk = tk.astype(np.int64)
     new = np.empty(len(pair), dtype=bool)
     new[:1] = True
     np.not_equal(pair[1:], pair[:-1], out=new[1:])
-    pid = np.cumsum(new)
-    pid -= 1
-    counts = np.zeros((n_classes, int(pid[-1]) + 1 if len(pid) else 0))
-    counts[cls, pid] = tc
-    del cls, pid, tc
-    pnode, pval = np.divmod(pair[new], slots)
-    return pnode, pval, counts
+    starts = np.flatnonzero(new)
+    del new  # the steps below free what they no longer need: their arrays are row-sized
+    n_pairs = len(starts)
+    tk *= n_pairs
+    tk += np.repeat(np.arange(n_pairs), np.diff(starts, append=len(pair)))  # + the pair's id
+    counts = np.zeros((n_classes, n_pairs))
+    counts.reshape(-1)[tk] = tc
+    del tk, tc
+    pair = pair.take(starts)
+    pnode = pair // slots
+    pair -= pnode * slots
+    return pnode, pair, counts
 
 
 def class_sum(a: np.ndarray) -> np.ndarray:
@@ -72,13 +92,13 @@ def class_sum(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def class_sum_xlogx(a: np.ndarray) -> np.ndarray:
+def class_sum_xlogx(a: np.ndarray, whole: bool = False) -> np.ndarray:
     """``class_sum(xlogx(a))``, one class row at a time (no second ``(k, m)`` array)."""
     if len(a) > 16:
-        return class_sum(xlogx(a))
-    out = xlogx(a[0])
+        return class_sum(xlogx(a, whole))
+    out = xlogx(a[0], whole)
     for row in a[1:]:
-        out += xlogx(row)
+        out += xlogx(row, whole)
     return out
 
 
@@ -116,6 +136,7 @@ class Scorer:
         self.min_leaf = min_leaf
         self.min_leaf_weight = min_leaf_weight
         self.subsets = False  # categorical_split="subsets": see _subsets
+        self.whole = False  # every weight is 1 (the counts are whole numbers)
 
     def _split_info(self, n, parts_xlogx):
         return (xlogx(n) - parts_xlogx) / np.maximum(n, 1e-300) / self.ln_base
@@ -163,93 +184,178 @@ class Scorer:
         s = level["s"]
         pnode, pval, counts, rows, miss = self._known(pnode, pval, counts, rows, n_known_values, s)
         n_miss = class_sum(miss)
-        known_counts = level["C"] - miss
-        n_known = level["n"] - n_miss
-        parent = xlogx(n_known) - class_sum(xlogx(known_counts))
-        # the left side of a cut after pair j: cumulative counts within j's node
-        m = len(pnode)
-        first = np.ones(m + 1, dtype=bool)  # first[m]: past the last pair
-        np.not_equal(pnode[1:], pnode[:-1], out=first[1:m])
+        cuts = _Cuts(self, pnode, counts, rows, level, miss, n_miss)
         n_values_here = np.bincount(pnode, minlength=s)  # distinct known values per node
-        n_groups = int(np.count_nonzero(first[:m]))
-        prev = np.zeros((self.k, n_groups))  # each node's cumulative counts before its start
-        rprev = None if rows is None else np.zeros(n_groups)
-        rows_known = None if rows is None else np.bincount(pnode, rows, s)
-        carry, rcarry = np.zeros(self.k), 0.0
-        done = 0  # nodes started before the block
-        found = []
-        step = m if m <= 4 * _BLOCK else _BLOCK  # many cuts go in blocks: their arrays stay small
-        for a in range(0, max(m, 1), max(step, 1)):
-            b = min(a + step, m)
-            block = counts[:, a:b].copy()
-            block[:, :1] += carry[:, None]  # the running sum goes on from the block before
-            cum = np.cumsum(block, axis=1)
-            new = np.flatnonzero(first[a:b])  # nodes that start in the block
-            group = np.cumsum(first[a:b]) + (done - 1)
-            ids = done + np.arange(len(new))
-            prev[:, ids] = np.where(new > 0, cum[:, np.maximum(new - 1, 0)], carry[:, None])
-            cut = ~first[a + 1 : b + 1]  # a cut after the last value of a node leaves nothing
-            left = cum[:, cut] - prev[:, group[cut]]
-            cnode, cval = pnode[a:b][cut], pval[a:b][cut]
-            right = known_counts[:, cnode] - left
-            n_left = class_sum(left)
-            n_right = n_known[cnode] - n_left
-            if rows is not None:
-                rblock = rows[a:b].copy()
-                rblock[:1] += rcarry
-                rcum = np.cumsum(rblock)
-                rprev[ids] = np.where(new > 0, rcum[np.maximum(new - 1, 0)], rcarry)
-                rows_left = rcum[cut] - rprev[group[cut]]
-                rows_right = rows_known[cnode] - rows_left
-                ok = self._big_enough(n_left, rows_left) & self._big_enough(n_right, rows_right)
-                rcarry = rcum[-1] if b > a else rcarry
-            else:
-                ok = self._big_enough(n_left, None) & self._big_enough(n_right, None)
-            if b > a:
-                carry = cum[:, -1].copy()
-            done += len(new)
-            del block, cum, group
+        # the best cut of each node: highest rounded gain, then lowest value (the first cut).
+        # Only boundary cuts are scored (Fayyad and Irani): between two values of one class
+        # only, the gain is convex in the cut, so its maximum is at a scored cut.
+        idx = cuts.candidates()
+        step = len(idx) if len(idx) <= 4 * _BLOCK else _BLOCK  # many cuts go in blocks
+        found, found_gain = [], []
+        for a in range(0, len(idx), max(step, 1)):
+            at = idx[a : a + step]
+            gain_c, ok = cuts.gains(at)
             if not ok.all():
-                left, right, n_left, n_right = left[:, ok], right[:, ok], n_left[ok], n_right[ok]
-                cnode, cval = cnode[ok], cval[ok]
-            h_left = xlogx(n_left) - class_sum_xlogx(left)
-            h_right = xlogx(n_right) - class_sum_xlogx(right)
-            gain_c = (parent[cnode] - h_left - h_right) / level["n"][cnode] / self.ln_base
-            # the best cut of each node in the block: highest rounded gain, then lowest value
-            top = first_max_per_group(cnode, np.round(gain_c, DECIMALS))
-            found.append(
-                (cnode[top], cval[top], gain_c[top], left[:, top], right[:, top], n_left[top])
-                + (n_right[top], h_left[top], h_right[top])
-            )
-        cnode, cval, gain_c = (np.concatenate([f[i] for f in found]) for i in range(3))
-        left, right = (np.concatenate([f[i] for f in found], axis=1) for i in (3, 4))
-        n_left, n_right, h_left, h_right = (
-            np.concatenate([f[i] for f in found]) for i in range(5, 9)
-        )
-        # the best of the blocks' best: a node's cuts in several blocks keep the first top
-        best = first_max_per_group(cnode, np.round(gain_c, DECIMALS))
-        nodes = cnode[best]
+                at, gain_c = at[ok], gain_c[ok]
+            top = first_max_per_group(pnode[at], np.round(gain_c, DECIMALS))
+            found.append(at[top])
+            found_gain.append(gain_c[top])
+        if len(found) == 1:  # one block: its tops are the nodes' best
+            win, gain_c = found[0], found_gain[0]
+        else:  # the best of the blocks' best: a node's cuts in several blocks keep the first
+            at = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+            gain_c = np.concatenate(found_gain) if found else np.zeros(0)
+            top = first_max_per_group(pnode[at], np.round(gain_c, DECIMALS))
+            win, gain_c = at[top], gain_c[top]
+        nodes, left, right, n_left, n_right, h_left, h_right, won = cuts.winners(win, gain_c)
         gain = np.zeros(s)
         score = np.zeros(s)
         split = np.zeros(s)
         valid = np.zeros(s, dtype=bool)
         cut_value = np.full(s, -1, dtype=np.int64)
-        gain[nodes] = gain_c[best]
+        gain[nodes] = won
         if self.criterion == "gain_ratio":
             # C4.5 (Release 8) charges a threshold log2(N - 1) / |D|: N - 1 cuts were tried
             tries = np.maximum(n_values_here[nodes] - 1, 1)
             gain[nodes] -= np.log(tries) / self.ln_base / level["n"][nodes]
         valid[nodes] = True
-        cut_value[nodes] = cval[best]
-        nl, nr = n_left[best], n_right[best]
+        cut_value[nodes] = pval[win]
         n_b = level["n"][nodes]
-        split[nodes] = self._split_info(n_b, xlogx(nl) + xlogx(nr) + xlogx(n_miss[nodes]))
+        split[nodes] = self._split_info(n_b, xlogx(n_left) + xlogx(n_right) + xlogx(n_miss[nodes]))
         if self.criterion == "unweighted_entropy":
-            score[nodes] = -(h_left[best] / nl + h_right[best] / nr) / self.ln_base
+            score[nodes] = -(h_left / n_left + h_right / n_right) / self.ln_base
         elif self.criterion == "gain_ratio":
             valid[nodes] = gain[nodes] > 0
             score[nodes] = gain[nodes] / np.where(split[nodes] > 0, split[nodes], 1.0)
         else:
             score[nodes] = gain[nodes]
-        sides = (nodes, left[:, best], right[:, best], miss)
-        return gain, score, split, valid, cut_value, sides
+        return gain, score, split, valid, cut_value, (nodes, left, right, miss)
+
+
+def _same_one_class(counts):
+    """Per pair but the last, whether it and the next hold one same class only (None: many
+    classes)."""
+    k, m = counts.shape
+    if k > 62 or m < 2:
+        return None
+    dtype = next(t for t in (np.uint8, np.uint16, np.uint32, np.uint64) if k <= 8 * t().itemsize)
+    bits = np.zeros(m, dtype=dtype)  # which classes each value holds
+    for c in range(k):
+        bits |= (counts[c] > 0).view(np.uint8).astype(dtype, copy=False) << dtype(c)
+    one = (bits[:-1] & (bits[:-1] - dtype(1))) == 0
+    one &= bits[:-1] == bits[1:]
+    return one
+
+
+class _Cuts:
+    """The cuts of one numeric feature at every node of a level: cut ``j`` is after pair ``j``.
+
+    Left of cut ``j`` are the pairs of ``j``'s node up to ``j``: their cumulative class
+    weights are ``cum[:, j] - prev[:, node]``.
+    """
+
+    def __init__(self, scorer, pnode, counts, rows, level, miss, n_miss):
+        self.scorer, self.pnode, self.level = scorer, pnode, level
+        s, m = level["s"], len(pnode)
+        self.known_counts = level["C"] - miss
+        self.n_known = level["n"] - n_miss
+        self.parent = xlogx(self.n_known) - class_sum(xlogx(self.known_counts))
+        self.last = np.ones(m, dtype=bool)  # the last value of its node: no cut after it
+        np.not_equal(pnode[1:], pnode[:-1], out=self.last[:-1])
+        starts = np.flatnonzero(self.last[:-1]) + 1  # where each node but the first starts
+        self.one_class = _same_one_class(counts)
+        self.cum = np.cumsum(counts, axis=1, out=counts)  # in place: the counts are not kept
+        self.prev = np.zeros((scorer.k, s))  # each node's cumulative counts before its start
+        self.prev[:, pnode[starts]] = self.cum[:, starts - 1]
+        self.rows = None
+        if rows is not None:
+            self.rcum = np.cumsum(rows)
+            self.rprev = np.zeros(s)
+            self.rprev[pnode[starts]] = self.rcum[starts - 1]
+            self.rows = np.bincount(pnode, rows, s)  # known rows per node
+        # with a least leaf size, the cuts allowed form an interval per node: all are checked
+        self.ok = None
+        if rows is not None or scorer.min_leaf_weight > 0:
+            self.ok = self._allowed(np.arange(m)) & ~self.last
+
+    def _allowed(self, at):
+        """Whether cuts *at* leave big enough branches on both sides."""
+        node = self.pnode[at]
+        n_left = class_sum(np.take(self.cum, at, axis=1) - np.take(self.prev, node, axis=1))
+        n_right = self.n_known[node] - n_left
+        rows_left = rows_right = None
+        if self.rows is not None:
+            rows_left = self.rcum[at] - self.rprev[node]
+            rows_right = self.rows[node] - rows_left
+        big = self.scorer._big_enough
+        return big(n_left, rows_left) & big(n_right, rows_right)
+
+    def candidates(self) -> np.ndarray:
+        """The cuts to score: boundary cuts and the ends of each node's allowed cuts."""
+        allowed = ~self.last if self.ok is None else self.ok  # an interval per node
+        cand = allowed.copy()
+        if self.one_class is not None:
+            cand[:-1] &= ~self.one_class
+        # the ends (where the known values are one class, every cut has the same gain)
+        cand[:1] |= allowed[:1]
+        cand[1:] |= allowed[1:] & ~allowed[:-1]
+        cand[:-1] |= allowed[:-1] & ~allowed[1:]
+        cand[-1:] |= allowed[-1:]
+        self.scored = cand
+        return np.flatnonzero(cand)
+
+    def stats(self, at):
+        """Per cut: node, left and right class weights, their totals, ``n * H``, and gain."""
+        node = self.pnode[at]
+        # np.take along the pairs: several times faster than indexing [:, at] here
+        left = np.take(self.cum, at, axis=1)
+        left -= np.take(self.prev, node, axis=1)
+        right = np.take(self.known_counts, node, axis=1)
+        right -= left
+        n_left = class_sum(left)
+        n_right = self.n_known[node] - n_left
+        whole = self.scorer.whole
+        h_left = xlogx(n_left, whole) - class_sum_xlogx(left, whole)
+        h_right = xlogx(n_right, whole) - class_sum_xlogx(right, whole)
+        n = self.level["n"][node]
+        gain = (self.parent[node] - h_left - h_right) / n / self.scorer.ln_base
+        return node, left, right, n_left, n_right, h_left, h_right, gain
+
+    def gains(self, at):
+        """The gains of cuts *at*, and whether each is allowed."""
+        _, _, _, n_left, n_right, _, _, gain = self.stats(at)
+        return gain, self._ok(n_left, n_right, at)
+
+    def _ok(self, n_left, n_right, at):
+        if self.ok is not None:
+            return self.ok[at]
+        big = self.scorer._big_enough
+        return big(n_left, None) & big(n_right, None)
+
+    def winners(self, win, win_gain):
+        """``stats`` of the first cut that ties with each node's best scored cut *win*.
+
+        Only cuts not scored just before a winner can tie with it (the gain is convex
+        between scored cuts, and the scored cut before is lower): their gains come in the
+        same ``stats`` call as the winners'; a tie (rare) walks back to the first one.
+        """
+        before = np.maximum(win - 1, 0)
+        inner = (win > 0) & ~self.last[before] & ~self.scored[before]  # unscored, same node
+        if self.ok is not None:
+            inner &= self.ok[before]
+        check = np.flatnonzero(inner)
+        both = self.stats(np.concatenate([win, before[check]]))
+        n = len(win)
+        gain, ok = both[-1][n:], self._ok(both[3][n:], both[4][n:], before[check])
+        tied = ok & (np.round(gain, DECIMALS) == np.round(win_gain[check], DECIMALS))
+        if not tied.any():
+            return tuple(a[..., :n] for a in both)
+        for i in check[tied]:  # back to the first cut that ties
+            best, j = np.round(win_gain[i], DECIMALS), int(win[i])
+            while j > 0 and not self.last[j - 1] and not self.scored[j - 1]:
+                gain, ok = self.gains(np.array([j - 1]))
+                if not ok[0] or np.round(gain[0], DECIMALS) != best:
+                    break
+                j -= 1
+            win[i] = j
+        return self.stats(win)

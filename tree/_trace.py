@@ -71,7 +71,8 @@ class Recorder:
                     if len(where) == 0:
                         continue
                     w = where[0]
-                    branches = [(0, left[:, w]), (1, right[:, w])]
+                    # right = known - left: fractional weights leave residues like -1e-15
+                    branches = [(0, np.maximum(left[:, w], 0.0)), (1, np.maximum(right[:, w], 0.0))]
                     thr = float(enc.values(f)[cut[j]])
                 else:
                     pnode, pval, counts, miss = sides

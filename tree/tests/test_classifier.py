@@ -277,3 +277,47 @@ def test_memory_savers_leave_the_tree_as_it_was(monkeypatch, params):
     monkeypatch.setattr(tree._encode, "_KEEP_VALUES", 0)
     monkeypatch.setattr(tree._score, "_BLOCK", 5)
     assert fitted() == plain
+
+
+@pytest.mark.parametrize(
+    "params", [{}, {"criterion": "gain_ratio"}, {"min_samples_leaf": 4}, {"max_depth": 2}]
+)
+def test_scoring_boundary_cuts_only_picks_the_cut_scoring_every_cut_picks(monkeypatch, params):
+    # Gains rounded to 2 decimals tie often, also at cuts between two values of one class,
+    # which the numeric scorer does not score: the first tied cut must still win.
+    import tree._score
+
+    rng = np.random.default_rng(3)
+    X = rng.integers(0, 60, size=(500, 3)).astype(float)
+    y = (X[:, 0] // 15 + (rng.random(500) < 0.2)) % 3  # runs of one class, some noise
+    X[rng.random(X.shape) < 0.05] = np.nan
+    w = rng.integers(1, 3, 500).astype(float)
+
+    def fitted():
+        clf = ID3Classifier(**params).fit(X, y, sample_weight=w)
+        threshold = np.nan_to_num(clf.tree_.threshold, nan=-1.0)  # NaN at non-numeric nodes
+        return export_text(clf), threshold.tolist(), clf.tree_.counts.tolist()
+
+    def every_cut(cuts):
+        cuts.scored = ~cuts.last if cuts.ok is None else cuts.ok.copy()
+        return np.flatnonzero(cuts.scored)
+
+    monkeypatch.setattr(tree._score, "DECIMALS", 2)
+    fast = fitted()
+    monkeypatch.setattr(tree._score._Cuts, "candidates", every_cut)
+    assert fitted() == fast
+
+
+def test_float32_and_float64_arrays_walk_as_their_exact_values_compare():
+    # Thresholds fitted on float64 values that float32 cannot hold (0.1, 0.3): a float32 row
+    # goes where its exact value goes; a plain array walks as its DataFrame does.
+    rng = np.random.default_rng(4)
+    X = np.round(rng.random((400, 3)), 1)
+    y = (X[:, 0] + X[:, 1] > 0.9).astype(int)
+    clf = ID3Classifier().fit(X, y)
+    X32 = rng.random((1000, 3)).astype(np.float32)
+    X32[:100, 0] = np.float32(0.1)  # just above 0.1
+    assert np.array_equal(clf.apply(X32), clf.apply(X32.astype(np.float64)))
+    assert np.array_equal(clf.apply(X32), clf.apply(pd.DataFrame(X32)))
+    X32[::7, 1] = np.nan  # missing values: the walk with the row of zeros
+    assert np.array_equal(clf.apply(X32), clf.apply(pd.DataFrame(X32.astype(np.float64))))
