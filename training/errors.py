@@ -48,8 +48,16 @@ def _tag() -> str:
     return ""
 
 
+def _say(text: str) -> None:
+    """One line (or lines) on stderr in a single write, newline included: every rank writes
+    to the same pipe, and print() writes the newline apart, so another rank's message could
+    start on the end of this one's line."""
+    sys.stderr.write(f"{_tag()}{text}\n")
+    sys.stderr.flush()
+
+
 def print_error(message: str) -> None:
-    print(f"{_tag()}error: {message}", file=sys.stderr, flush=True)
+    _say(f"error: {message}")
 
 
 def run_cli(main: Callable[[list[str]], int], argv: list[str] | None = None) -> int:
@@ -66,7 +74,7 @@ def run_cli(main: Callable[[list[str]], int], argv: list[str] | None = None) -> 
     except KeyboardInterrupt:
         if debug:
             traceback.print_exc()
-        print(f"{_tag()}interrupted (Ctrl-C)", file=sys.stderr, flush=True)
+        _say("interrupted (Ctrl-C)")
         return EXIT_INTERRUPTED
 
 

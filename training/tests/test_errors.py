@@ -209,3 +209,27 @@ def test_debug_shows_the_traceback_too(workspace):
     )
     assert r.returncode == 2 and "Traceback" in r.stderr
     assert r.stderr.rstrip().splitlines()[-1].startswith("error: --checkpoint")
+
+
+def test_an_error_reaches_stderr_in_one_write_with_its_newline(monkeypatch):
+    """Every rank writes to the pipe torchrun shares: a message and its newline in one write
+    (atomic on a pipe up to 4 KiB), or another rank's message may start on this one's line
+    (seen in CI: "... got 3[rank 0/2] error: bad data")."""
+    from training import errors
+
+    writes = []
+
+    class Stderr:
+        def write(self, text):
+            writes.append(text)
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(sys, "stderr", Stderr())
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    errors.print_error("bad data (2 problem(s)):\n  train.csv:2: expected 6 fields")
+    assert writes == [
+        "[rank 1/2] error: bad data (2 problem(s)):\n  train.csv:2: expected 6 fields\n"
+    ]
