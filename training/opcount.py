@@ -10,13 +10,14 @@ op can be issued: `nonzero` (and `torch.where(cond)`), `.item()` (`_local_scalar
 and the Tensor methods that read values without an aten op of their own (`tolist`, `numpy`:
 on the CPU they read the memory directly, so they are caught one level up, as torch functions).
 
+On the CPU nothing waits, but the same ops are what stall a GPU stream; counting them on the
+CPU lets tests hold the number at zero. Backward ops are recorded too (CPU autograd runs them
+in the calling thread).
+
 `host_data` counts apart the tensors made from Python data (`aten.lift_fresh`): on a GPU
 such a tensor reaches the device by a copy from pageable host memory, for which "the driver
 may synchronize with the stream" (CUDA's API synchronization behavior). Fine once per run,
 not in every step.
-On the CPU nothing waits, but the same ops are what stall a GPU stream; counting them on the
-CPU lets tests hold the number at zero. Backward ops are recorded too (CPU autograd runs them
-in the calling thread).
 """
 
 from __future__ import annotations
