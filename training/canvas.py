@@ -156,15 +156,14 @@ def channel_constants(mean, std, device) -> tuple[Tensor, Tensor]:
     )
 
 
-def normalise(images: CanvasImages, mean, std, channels_last: bool = False) -> Tensor:
+def normalise(
+    images: CanvasImages, mean: Tensor, std: Tensor, channels_last: bool = False
+) -> Tensor:
     """[N, 3, H, W] float32: (pixels / 255 - mean) / std inside each image and 0 in the
     padding, the values of GeneralizedRCNNTransform's normalise-then-pad. On the device,
-    no host synchronisation when mean and std come from `channel_constants` (plain
-    sequences are converted here, at every call)."""
+    no host synchronisation; `mean` and `std` are `channel_constants`' tensors."""
     pixels, sizes = images
     device = pixels.device
-    if not (isinstance(mean, Tensor) and isinstance(std, Tensor)):
-        mean, std = channel_constants(mean, std, device)
     x = (pixels.float() / 255 - mean) / std
     rows = torch.arange(pixels.shape[-2], device=device)
     cols = torch.arange(pixels.shape[-1], device=device)

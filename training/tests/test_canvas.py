@@ -11,6 +11,7 @@ from training.canvas import (
     CanvasCollate,
     assign_canvases,
     canvas_multiple,
+    channel_constants,
     choose_canvases,
     normalise,
     resized_sizes,
@@ -67,7 +68,10 @@ def test_collate_and_device_normalisation_give_the_transform_pixels_and_padded_t
         128,
         128,
     )
-    ours = normalise(canvas_batch, model.transform.image_mean, model.transform.image_std)
+    ours = normalise(
+        canvas_batch,
+        *channel_constants(model.transform.image_mean, model.transform.image_std, "cpu"),
+    )
     ref, _ = model.transform([img.float().div(255) for img in images])
     h, w = ref.tensors.shape[-2:]
     assert torch.equal(ours[..., :h, :w], ref.tensors)
@@ -94,7 +98,10 @@ def test_canvas_loss_equals_the_transform_path_loss():
     ]
     loss = RetinaNetLoss.from_model(model)
     canvas_batch, padded = CanvasCollate([(64, 64)], 4)(list(zip(images, targets, strict=True)))
-    pixels = normalise(canvas_batch, model.transform.image_mean, model.transform.image_std)
+    pixels = normalise(
+        canvas_batch,
+        *channel_constants(model.transform.image_mean, model.transform.image_std, "cpu"),
+    )
     head = model.head(list(model.backbone(pixels).values()))
     ours = loss(
         head["cls_logits"], head["bbox_regression"], canvas_anchors(model, (64, 64)), padded
