@@ -107,7 +107,7 @@ def _choose(xk, rows, node, w, frac, level, enc, scorer, min_gain, n_train, with
         small = nf * s * slots * k < 2**31  # int32 keys: half the memory, a faster sort
         keys = np.empty((nf, len(node)), dtype=np.int32 if small else np.int64)
         for i, f in enumerate(fs):  # feature i of the chunk owns the groups i * s to i * s + s
-            np.multiply(node, slots * k, out=keys[i])
+            np.multiply(node, slots * k, out=keys[i], dtype=keys.dtype)
             keys[i] += xk[f] if rows is None else xk[f][rows]
             if i:
                 keys[i] += i * s * slots * k
@@ -189,12 +189,12 @@ def _subsets(scorer, detail, known_rows, level, n_values):
 
 
 def _gather(xk, feature, at):
-    """``xk[feature[i]][at[i]]`` for every i, as int64: one gather per feature."""
+    """``xk[feature[i]][at[i]]`` for every i, in the smallest type that holds them all."""
     per_feature = np.bincount(feature, minlength=len(xk))
-    if np.count_nonzero(per_feature) <= 1:  # one feature (or none): no sorting
-        f = int(np.argmax(per_feature))
-        return xk[f][at].astype(np.int64)
-    out = np.empty(len(at), dtype=np.int64)
+    used = np.flatnonzero(per_feature)
+    if len(used) <= 1:  # one feature (or none): no sorting
+        return xk[int(used[0]) if len(used) else 0][at]
+    out = np.empty(len(at), dtype=np.result_type(*(xk[f].dtype for f in used)))
     order = np.argsort(feature.astype(np.int16) if len(xk) < 2**15 else feature, kind="stable")
     start = 0
     for f, end in enumerate(np.cumsum(per_feature).tolist()):
@@ -223,16 +223,20 @@ def _route(xk, rows, y_rows, node, w, frac, best, has_split, cut, enc, k, s, fra
     del fr
     code[num] = code[num] > cut[at[num]]  # a number's branch: 0 (<=) or 1 (>)
     del num
-    go, branch, at = split[known], code[known], at[known]
     lost = split[~known]
-    del split, code, known
+    go = split[known]
+    del split
+    branch = code[known]
+    del code
+    at = at[known]
+    del known
     if groups:  # value subsets: each value's branch at its node
         table = np.tile(np.arange(int(enc.n_values.max()) + 1), (s, 1))
         for j, mapping in groups.items():
             table[j, : len(mapping)] = mapping
         branch = table[at, branch]
     width = int(np.max(np.where(enc.numeric, 2, enc.n_values)[best[has_split]], initial=1))
-    key = at * width
+    key = at * np.int64(width)
     key += branch
     del at, branch
     w_go = None if w is None else w[go]  # None: every weight is 1
@@ -344,7 +348,10 @@ def grow(
     C = np.bincount(y_rows, w, minlength=k).astype(np.float64)[None, :]
     R = np.array([float(n_rows)])
     splittable = may_split(C, R, 0)
-    node = np.zeros(n_rows if splittable[0] else 0, dtype=np.int64)
+    # node and rows are row-sized and the builder's memory is theirs and the keys': indices
+    # below n_rows take int32
+    index = np.int32 if n_rows < 2**31 else np.int64
+    node = np.zeros(n_rows if splittable[0] else 0, dtype=index)
     names = ("feature", "threshold", "first_child", "n_children", "gain")
     out = {name: [] for name in names}
     parents, branches, all_counts, all_rows = [np.array([-1])], [np.array([-1])], [C], [R]
@@ -397,14 +404,15 @@ def grow(
             # keep only rows of children that may split in their turn
             splittable = may_split(next_C, next_R, depth + 1)
             stay = splittable[child]
-            node = (np.cumsum(splittable) - 1)[child[stay]]
+            node = (np.cumsum(splittable) - 1).astype(index)[child[stay]]
             del child
             take = take[stay]
             w = None if w is None else w[stay]
             frac = None if frac is None else frac[stay]
             if len(take) != len(y_rows) or np.any(take != np.arange(len(take))):
-                rows = take if rows is None else rows[take]
+                rows = take.astype(index) if rows is None else rows[take]
                 y_rows = y_rows[take]
+            del take
         for name, values in zip(
             names, (feature, threshold, first_child, n_children, gain), strict=False
         ):

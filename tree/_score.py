@@ -39,7 +39,7 @@ def count_keys(keys: np.ndarray, size: int, weights: np.ndarray | None):
     """
     if size <= max(_DENSE, _DENSE_PER_KEY * len(keys)):
         counts = np.bincount(keys, weights, minlength=size)
-        present = np.flatnonzero(counts)
+        present = np.flatnonzero(counts).astype(keys.dtype, copy=False)  # as sorting returns
         return present, counts[present].astype(np.float64, copy=False)
     if weights is None:  # np.unique(keys, return_counts=True) with fewer row-sized copies
         keys.sort()
@@ -61,22 +61,29 @@ def pairs(keys, size, n_classes, slots, weights):
     over the few classes run along the first axis).
     """
     tk, tc = count_keys(keys, size, weights)
-    pair = tk // n_classes  # floor_divide by a scalar is much faster than divmod
-    tk -= pair * n_classes  # the class
     if n_classes * len(tk) >= 2**31:  # the flat index below needs more than int32 then
         tk = tk.astype(np.int64)
+    # each step frees what it no longer needs: the arrays are row-sized, and this is the
+    # fit's peak of memory on numbers
+    pair = tk // n_classes  # floor_divide by a scalar is much faster than divmod
     new = np.empty(len(pair), dtype=bool)
     new[:1] = True
     np.not_equal(pair[1:], pair[:-1], out=new[1:])
-    starts = np.flatnonzero(new)
-    del new  # the steps below free what they no longer need: their arrays are row-sized
-    n_pairs = len(starts)
+    pair_id = np.cumsum(new, dtype=tk.dtype)
+    n_pairs = int(pair_id[-1]) if len(pair_id) else 0
+    pair_id -= 1
+    first = pair[new]  # each pair's (node, value)
+    del new
+    pair *= n_classes
+    tk -= pair  # the class
+    del pair
     tk *= n_pairs
-    tk += np.repeat(np.arange(n_pairs), np.diff(starts, append=len(pair)))  # + the pair's id
+    tk += pair_id
+    del pair_id
     counts = np.zeros((n_classes, n_pairs))
     counts.reshape(-1)[tk] = tc
     del tk, tc
-    pair = pair.take(starts)
+    pair = first
     pnode = pair // slots
     pair -= pnode * slots
     return pnode, pair, counts
