@@ -249,6 +249,12 @@ def test_bad_inputs_raise_clear_value_errors(mails):
             clf.predict(X.iloc[:, :2].to_numpy())
     with pytest.raises(ValueError, match="Feature names seen at fit time, yet now missing"):
         clf.predict(X.rename(columns={"image": "picture"}))
+    # the fitted names in another order: sklearn's check runs (the fast path takes them in
+    # order only)
+    with pytest.raises(ValueError, match="must be in the same order as they were in fit"):
+        clf.predict(X[X.columns[::-1]])
+    with pytest.raises(TypeError, match="Feature names are only supported if all input"):
+        clf.predict(X.set_axis(["length", "image", 3], axis=1))
 
 
 @pytest.mark.parametrize(
