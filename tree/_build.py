@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from ._arrays import TreeArrays
-from ._encode import Encoded
+from ._encode import Encoded, float_keys
 from ._entropy import CRITERIA
 from ._score import _DENSE, _DENSE_PER_KEY, DECIMALS, Scorer, count_keys, pairs
 from ._subsets import merge_values
@@ -57,10 +57,14 @@ def _feature_chunks(enc, scorer, n_rows, n_nodes, batch):
         return
     pairs = np.minimum(n_rows, n_nodes * (enc.n_values + 1))
     alone = scorer.subsets & ~enc.numeric & (enc.n_values > 2)
-    for kind in (False, True):
+    floats = np.array([enc.is_float(f) for f in range(len(enc.n_values))], dtype=bool)
+    kinds = enc.numeric.astype(np.int64) + floats  # categorical, ranked numbers, float keys
+    for kind in (0, 1, 2):
         chunk, n_pairs = [], 0
-        for f in np.flatnonzero((enc.numeric == kind) & ~alone):
+        for f in np.flatnonzero((kinds == kind) & ~alone):
             full = (len(chunk) + 1) * n_rows > _CHUNK_ROWS or n_pairs + pairs[f] > _CHUNK_PAIRS
+            # the keys (feature, node, value, class) stay within int64
+            full |= (len(chunk) + 1) * n_nodes * (int(enc.n_values[f]) + 1) * scorer.k >= 2**63
             if chunk and full:
                 yield np.array(chunk)
                 chunk, n_pairs = [], 0
@@ -77,12 +81,12 @@ def _tiled(level, nf):
     return {"s": nf * level["s"], "C": np.tile(level["C"], (1, nf)), "n": np.tile(level["n"], nf)}
 
 
-def _choose(xk, rows, node, w, frac, level, enc, scorer, min_gain, n_train, with_details):
+def _choose(xk, rows, y_rows, node, w, frac, level, enc, scorer, min_gain, n_train, with_details):
     """Score every feature for every splittable node of a level; pick each node's best.
 
-    Returns ``best`` (feature per node), ``has_split``, ``cut`` (per node, the rank of the
-    chosen numeric threshold), ``gain`` (the winner's) and, for the trace, every feature's
-    scores and branch counts.
+    Returns ``best`` (feature per node), ``has_split``, ``cut`` (per node, the code of the
+    chosen numeric threshold: its rank, or its float key), ``gain`` (the winner's) and, for
+    the trace, every feature's scores and branch counts.
     """
     s, k = level["s"], scorer.k
     n_features = len(enc.n_values)
@@ -107,8 +111,15 @@ def _choose(xk, rows, node, w, frac, level, enc, scorer, min_gain, n_train, with
         small = nf * s * slots * k < 2**31  # int32 keys: half the memory, a faster sort
         keys = np.empty((nf, len(node)), dtype=np.int32 if small else np.int64)
         for i, f in enumerate(fs):  # feature i of the chunk owns the groups i * s to i * s + s
-            np.multiply(node, slots * k, out=keys[i], dtype=keys.dtype)
-            keys[i] += xk[f] if rows is None else xk[f][rows]
+            if enc.is_float(f):  # (node * slots + float key) * k + class
+                np.multiply(node, slots, out=keys[i], dtype=keys.dtype)
+                col = enc.floats[f]
+                keys[i] += float_keys(col if rows is None else col[rows])
+                keys[i] *= k
+                keys[i] += y_rows
+            else:
+                np.multiply(node, slots * k, out=keys[i], dtype=keys.dtype)
+                keys[i] += xk[f] if rows is None else xk[f][rows]
             if i:
                 keys[i] += i * s * slots * k
         keys = keys.reshape(-1)
@@ -188,19 +199,32 @@ def _subsets(scorer, detail, known_rows, level, n_values):
     return out
 
 
-def _gather(xk, feature, at):
-    """``xk[feature[i]][at[i]]`` for every i, in the smallest type that holds them all."""
+def _gather(xk, enc, feature, at, k):
+    """Each row's value code, ``xk[feature[i]][at[i]] // k``: one gather per feature.
+
+    A float32 column kept as it is gives its float keys. The codes come in the smallest type
+    that holds them all.
+    """
     per_feature = np.bincount(feature, minlength=len(xk))
     used = np.flatnonzero(per_feature)
+
+    def codes(f, rows):
+        if enc.is_float(f):
+            return float_keys(enc.floats[f][rows])
+        out = xk[f][rows]
+        out //= k
+        return out
+
     if len(used) <= 1:  # one feature (or none): no sorting
-        return xk[int(used[0]) if len(used) else 0][at]
-    out = np.empty(len(at), dtype=np.result_type(*(xk[f].dtype for f in used)))
+        return codes(int(used[0]) if len(used) else 0, at)
+    types = [np.uint32 if enc.is_float(f) else xk[f].dtype for f in used]
+    out = np.empty(len(at), dtype=np.result_type(*types))
     order = np.argsort(feature.astype(np.int16) if len(xk) < 2**15 else feature, kind="stable")
     start = 0
     for f, end in enumerate(np.cumsum(per_feature).tolist()):
         if end > start:
             sel = order[start:end]
-            out[sel] = xk[f][at[sel]]
+            out[sel] = codes(f, at[sel])
             start = end
     return out
 
@@ -216,8 +240,7 @@ def _route(xk, rows, y_rows, node, w, frac, best, has_split, cut, enc, k, s, fra
     split = np.flatnonzero(has_split[node])
     at = node[split]  # the node of each row that moves
     fr = best[at]
-    code = _gather(xk, fr, split if rows is None else rows[split])
-    code //= k
+    code = _gather(xk, enc, fr, split if rows is None else rows[split], k)
     known = code < enc.n_values[fr]
     num = np.flatnonzero(enc.numeric[fr])
     del fr
@@ -287,6 +310,9 @@ def _value_class(enc, y, k, consume):
     """
     xk, as_type = [], {}
     for f in range(len(enc.n_values)):
+        if enc.is_float(f):  # keyed on its own floats, level by level
+            xk.append(None)
+            continue
         top = int(enc.n_values[f] + 1) * k
         dtype = np.dtype(next(t for t, limit in _SMALL if top < limit))
         if consume and enc.codes[f].dtype == dtype:
@@ -374,7 +400,7 @@ def grow(
             at = C[level_ids]
             level = {"s": s, "C": np.ascontiguousarray(at.T), "n": at.sum(1)}
             best, has_split, cut, won, details, groups, maps = _choose(
-                xk, rows, node, w, frac, level, enc, scorer, min_gain, n_rows,
+                xk, rows, y_rows, node, w, frac, level, enc, scorer, min_gain, n_rows,
                 trace is not None,
             )  # fmt: skip
             if trace is not None:
@@ -426,10 +452,8 @@ def grow(
     sizes = [len(f) for f in out["feature"]]
     threshold = np.concatenate(out["threshold"])
     for f, found in cuts.items():  # one feature's values at a time: they may not be kept
-        values = enc.values(f, keep=False)
-        for ids, ranks in found:
-            threshold[ids] = values[ranks]
-        del values
+        for (ids, _), values in zip(found, enc.thresholds(f, [c for _, c in found]), strict=True):
+            threshold[ids] = values
     tree = TreeArrays(
         feature=np.concatenate(out["feature"]),
         threshold=threshold,

@@ -227,7 +227,11 @@ class ID3Classifier(ClassifierMixin, BaseEstimator):
         classes, y_codes = encode_y(y, len(cols[0]))
         y_codes = y_codes.astype(np.uint8 if len(classes) <= 2**8 else np.int64)  # small: kept
         w = row_weights(sample_weight, self.class_weight, y_codes, classes)
-        specs, enc = encode_fit(cols, names, self.categorical_features, missing)
+        # the builder alone reads the data (no trace, no C4.5 pruning, every row kept): float32
+        # columns need no copy
+        consume = trace is None and self.prune != "error"
+        floats = consume and bool(np.all(w > 0))
+        specs, enc = encode_fit(cols, names, self.categorical_features, missing, floats)
         if not np.all(w > 0):  # a row of weight 0 is a row that is not there
             keep = w > 0
             enc.codes = [c[keep] for c in enc.codes]
@@ -249,7 +253,7 @@ class ID3Classifier(ClassifierMixin, BaseEstimator):
             min_gain=float(self.min_gain),
             fractional=self._fractional,
             trace=trace,
-            consume_codes=trace is None and self.prune != "error",
+            consume_codes=consume,
             subsets=self.categorical_split == "subsets",
         )[0]
         if trace is not None:

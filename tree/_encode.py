@@ -41,6 +41,49 @@ class FeatureSpec:
 
 
 _KEEP_VALUES = 1 << 18  # keep the sorted values of numeric columns up to this many in all
+FLOAT_MISSING = 2**32 - 1  # the float key of NaN: past every number's
+_FEW_VALUES = 1 << 8  # a float32 column with fewer distinct values is ranked (uint8 codes)
+
+
+def float_keys(values: np.ndarray) -> np.ndarray:
+    """Each float32 value as a uint32 that sorts as the numbers do; NaN is ``FLOAT_MISSING``.
+
+    -0.0 is 0.0 (one value, as in ``np.unique``). A negative number's bits are all flipped,
+    a positive number's sign bit is set: the keys of -inf < ... < -0 < 0 < ... < inf ascend.
+
+    >>> x = np.array([-np.inf, -1.5, -0.0, 0.0, 2.0, np.inf, np.nan], dtype=np.float32)
+    >>> k = float_keys(x); bool(np.all(np.diff(k[:-1].astype(np.int64)) >= 0)), k[2] == k[3]
+    (True, np.True_)
+    >>> float_values(k[:-1]).tolist()
+    [-inf, -1.5, 0.0, 0.0, 2.0, inf]
+    """
+    bits = (values + np.float32(0)).view(np.uint32)  # a copy, with -0.0 as 0.0
+    flip = bits >> np.uint32(31)
+    flip *= np.uint32(0x7FFFFFFF)
+    flip |= np.uint32(0x80000000)
+    bits ^= flip
+    bits[np.isnan(values)] = FLOAT_MISSING
+    return bits
+
+
+def float_values(keys) -> np.ndarray:
+    """The numbers of ``float_keys`` (known values only), as float64."""
+    keys = np.asarray(keys).astype(np.uint32)
+    bits = np.where(keys >= np.uint32(0x80000000), keys ^ np.uint32(0x80000000), ~keys)
+    return bits.astype(np.uint32).view(np.float32).astype(np.float64)
+
+
+def _float32_column(col) -> np.ndarray | None:
+    """*col* as a float32 array without a copy, when it is one and has many distinct values."""
+    if isinstance(col, pd.Series):
+        if col.dtype != np.float32:
+            return None
+        col = col.to_numpy()
+    if not isinstance(col, np.ndarray) or col.dtype != np.float32:
+        return None
+    if len(np.unique(col[:4096])) < _FEW_VALUES and len(np.unique(col)) < _FEW_VALUES:
+        return None
+    return col
 
 
 @dataclass
@@ -50,14 +93,30 @@ class Encoded:
     A categorical value is its index in ``FeatureSpec.categories``; a number is its rank among
     the feature's distinct values (``values(f)``). Missing is ``n_values[f]``. Each feature's
     codes are a 1-D array of the smallest of uint8, uint16 and int32 that holds them.
+
+    A float32 column with many distinct values may instead be kept as it is (``floats[f]``,
+    the input's own array; ``codes[f]`` None): its codes are then its ``float_keys``, which
+    the builder computes from it level by level, and ``n_values[f]`` is ``FLOAT_MISSING``.
+    Ranks would copy the data at the size of the input; scikit-learn's tree copies none.
     """
 
-    codes: list  # per feature, (n_rows,) uint8, uint16 or int32
+    codes: list  # per feature, (n_rows,) uint8, uint16 or int32, or None (see floats)
     n_values: np.ndarray  # (n_features,) int64
     numeric: np.ndarray  # (n_features,) bool
     uniques: list  # sorted distinct values of numeric features when kept, else None
     columns: list | None = None  # the input columns, to find values not kept
     missing: tuple = DEFAULT_MISSING
+    floats: list | None = None  # per feature, its float32 column when keyed on it, else None
+
+    def is_float(self, f: int) -> bool:
+        return self.floats is not None and self.floats[f] is not None
+
+    def thresholds(self, f: int, cuts: list) -> list:
+        """The numbers of numeric feature *f* at each array of codes in *cuts*."""
+        if self.is_float(f):
+            return [float_values(c) for c in cuts]
+        values = self.values(f, keep=False)
+        return [values[c] for c in cuts]
 
     def values(self, f: int, keep: bool = True) -> np.ndarray:
         """The sorted distinct values of numeric feature *f* (rank ``r`` is ``values(f)[r]``).
@@ -221,8 +280,11 @@ def _smallest_uint(top: int):
     return np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.int32
 
 
-def encode_fit(cols, names, categorical_features=None, missing=DEFAULT_MISSING):
+def encode_fit(cols, names, categorical_features=None, missing=DEFAULT_MISSING, floats=False):
     """Encode training columns (from ``columns_of``); return ``(specs, encoded)``.
+
+    With *floats*, float32 columns of many distinct values are kept as they are (see
+    ``Encoded``): only the builder's own levels read them, not the trace or C4.5's pruning.
 
     >>> from tree._inputs import columns_of
     >>> cols, names, _ = columns_of([["long", 1.5], ["short", None], ["?", 0.5]])
@@ -234,6 +296,7 @@ def encode_fit(cols, names, categorical_features=None, missing=DEFAULT_MISSING):
     """
     declared = _declared(categorical_features, names)
     specs, uniques, codes = [], [], []
+    kept_floats = [None] * len(cols)
     n_values = np.empty(len(cols), dtype=np.int64)
     kept = 0  # sorted numeric values kept so far
     for j, (col, name) in enumerate(zip(cols, names, strict=True)):
@@ -248,6 +311,11 @@ def encode_fit(cols, names, categorical_features=None, missing=DEFAULT_MISSING):
                 specs[-1]._same_dtype = dtype
             uniques.append(None)
             c = np.where(c < 0, n_values[j], c).astype(_smallest_uint(int(n_values[j]) + 1))
+        elif floats and (as_float := _float32_column(col)) is not None:
+            kept_floats[j], c = as_float, None
+            n_values[j] = FLOAT_MISSING
+            specs.append(FeatureSpec(name, kind))
+            uniques.append(None)
         else:
             c, u = _numeric_ranks(col, name, missing)
             n_values[j] = len(u)
@@ -257,7 +325,9 @@ def encode_fit(cols, names, categorical_features=None, missing=DEFAULT_MISSING):
             del u
         codes.append(c)
     numeric = np.array([s.kind == "numeric" for s in specs], dtype=bool)
-    return specs, Encoded(codes, n_values, numeric, uniques, list(cols), missing)
+    any_float = any(f is not None for f in kept_floats)
+    floats_kept = kept_floats if any_float else None
+    return specs, Encoded(codes, n_values, numeric, uniques, list(cols), missing, floats_kept)
 
 
 def _numeric_ranks(col, name, missing, ranks=True):
@@ -278,7 +348,7 @@ def _numeric_ranks(col, name, missing, ranks=True):
     first = np.empty(len(ordered), dtype=bool)
     first[:1] = True
     np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-    u = ordered[first]
+    u = ordered[first] + 0.0  # -0.0 and 0.0 are one value: 0.0 stands for it
     del ordered
     c = None
     if ranks:

@@ -286,6 +286,75 @@ def test_memory_savers_leave_the_tree_as_it_was(monkeypatch, params):
 
 
 @pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"criterion": "gain_ratio", "missing": "fractional"},
+        {"criterion": "unweighted_entropy", "min_samples_leaf": 3},
+        {"max_depth": 2, "weights": True},
+    ],
+)
+def test_float32_columns_keyed_on_their_own_values_grow_the_ranked_tree(monkeypatch, params):
+    # float32 columns are not copied to ranks: the builder keys them on their own bits, level
+    # by level. Same tree, thresholds, counts and probabilities as ranks, with duplicates,
+    # -0.0 and 0.0, infinities, NaN, categorical columns beside them, and weights.
+    import tree._build
+    import tree._encode
+
+    params = dict(params)
+    rng = np.random.default_rng(11)
+    n = 600
+    X = pd.DataFrame(rng.standard_normal((n, 3)).astype(np.float32), columns=["a", "b", "c"])
+    X["a"] = X["a"].round(1)
+    signs = np.array([-0.0, 0.0, 1.5, -np.inf, np.inf], dtype=np.float32)
+    X["c"] = rng.choice(signs, n)
+    X.loc[rng.random(n) < 0.1, "b"] = np.nan
+    X["d"] = pd.Categorical(rng.choice(["p", "q", "r"], n))
+    y = (X["a"] + X["c"].clip(-1, 1) + rng.normal(0, 1, n) > 0).astype(int) + (X["d"] == "r")
+    w = rng.random(n) + 0.5 if params.pop("weights", False) else None
+    calls = []
+    keys = tree._build.float_keys
+    monkeypatch.setattr(tree._build, "float_keys", lambda v: calls.append(1) or keys(v))
+
+    def fitted():
+        clf = ID3Classifier(**params).fit(X, y, sample_weight=w)
+        threshold = np.nan_to_num(clf.tree_.threshold, nan=-9.0)
+        return (
+            export_text(clf),
+            threshold.tolist(),
+            clf.tree_.counts.tolist(),
+            clf.predict_proba(X).tolist(),
+        )
+
+    monkeypatch.setattr(tree._encode, "_FEW_VALUES", 0)  # every float32 column keyed
+    keyed = fitted()
+    assert calls  # the keyed path ran
+    monkeypatch.setattr(tree._encode, "_float32_column", lambda col: None)  # ranks
+    calls.clear()
+    assert fitted() == keyed
+    assert not calls
+
+
+def test_float_keys_sort_as_the_numbers():
+    from tree._encode import FLOAT_MISSING, float_keys, float_values
+
+    rng = np.random.default_rng(2)
+    x = np.concatenate(
+        [
+            rng.standard_normal(1000).astype(np.float32) * 10.0 ** rng.integers(-30, 30, 1000),
+            np.array([0.0, -0.0, np.inf, -np.inf, 1e-45, -1e-45, 3.4e38], dtype=np.float32),
+        ]
+    ).astype(np.float32)
+    keys = float_keys(x)
+    order = np.argsort(x, kind="stable")
+    assert np.all(np.diff(keys[order].astype(np.int64)) >= 0)
+    assert np.array_equal(np.unique(keys).size, np.unique(x).size)  # -0.0 and 0.0: one key
+    assert np.array_equal(float_values(keys), x.astype(np.float64) + 0.0)
+    nan = float_keys(np.array([np.nan, -np.nan], dtype=np.float32))
+    assert nan.tolist() == [FLOAT_MISSING, FLOAT_MISSING] and keys.max() < FLOAT_MISSING
+
+
+@pytest.mark.parametrize(
     "params", [{}, {"criterion": "gain_ratio"}, {"min_samples_leaf": 4}, {"max_depth": 2}]
 )
 def test_scoring_boundary_cuts_only_picks_the_cut_scoring_every_cut_picks(monkeypatch, params):
