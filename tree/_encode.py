@@ -14,9 +14,16 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ._inputs import not_a_value
+from ._inputs import DEFAULT_MISSING, missing_mask, not_a_value
+from ._numbers import (
+    FLOAT_MISSING,
+    as_float,
+    float32_column,
+    float_values,
+    numeric_ranks,
+    smallest_uint,
+)
 
-DEFAULT_MISSING = ("?",)
 _NUMERIC_INFERRED = {"integer", "floating", "mixed-integer-float", "decimal"}
 
 
@@ -41,49 +48,6 @@ class FeatureSpec:
 
 
 _KEEP_VALUES = 1 << 18  # keep the sorted values of numeric columns up to this many in all
-FLOAT_MISSING = 2**32 - 1  # the float key of NaN: past every number's
-_FEW_VALUES = 1 << 8  # a float32 column with fewer distinct values is ranked (uint8 codes)
-
-
-def float_keys(values: np.ndarray) -> np.ndarray:
-    """Each float32 value as a uint32 that sorts as the numbers do; NaN is ``FLOAT_MISSING``.
-
-    -0.0 is 0.0 (one value, as in ``np.unique``). A negative number's bits are all flipped,
-    a positive number's sign bit is set: the keys of -inf < ... < -0 < 0 < ... < inf ascend.
-
-    >>> x = np.array([-np.inf, -1.5, -0.0, 0.0, 2.0, np.inf, np.nan], dtype=np.float32)
-    >>> k = float_keys(x); bool(np.all(np.diff(k[:-1].astype(np.int64)) >= 0)), k[2] == k[3]
-    (True, np.True_)
-    >>> float_values(k[:-1]).tolist()
-    [-inf, -1.5, 0.0, 0.0, 2.0, inf]
-    """
-    bits = (values + np.float32(0)).view(np.uint32)  # a copy, with -0.0 as 0.0
-    flip = bits >> np.uint32(31)
-    flip *= np.uint32(0x7FFFFFFF)
-    flip |= np.uint32(0x80000000)
-    bits ^= flip
-    bits[np.isnan(values)] = FLOAT_MISSING
-    return bits
-
-
-def float_values(keys) -> np.ndarray:
-    """The numbers of ``float_keys`` (known values only), as float64."""
-    keys = np.asarray(keys).astype(np.uint32)
-    bits = np.where(keys >= np.uint32(0x80000000), keys ^ np.uint32(0x80000000), ~keys)
-    return bits.astype(np.uint32).view(np.float32).astype(np.float64)
-
-
-def _float32_column(col) -> np.ndarray | None:
-    """*col* as a float32 array without a copy, when it is one and has many distinct values."""
-    if isinstance(col, pd.Series):
-        if col.dtype != np.float32:
-            return None
-        col = col.to_numpy()
-    if not isinstance(col, np.ndarray) or col.dtype != np.float32:
-        return None
-    if len(np.unique(col[:4096])) < _FEW_VALUES and len(np.unique(col)) < _FEW_VALUES:
-        return None
-    return col
 
 
 @dataclass
@@ -126,7 +90,7 @@ class Encoded:
         """
         if self.uniques[f] is not None:
             return self.uniques[f]
-        values = _numeric_ranks(self.columns[f], str(f), self.missing, ranks=False)[1]
+        values = numeric_ranks(self.columns[f], str(f), self.missing, ranks=False)[1]
         if keep:
             self.uniques[f] = values
         return values
@@ -134,16 +98,6 @@ class Encoded:
 
 def _python_scalar(value):
     return value.item() if isinstance(value, np.generic) else value
-
-
-def _missing_mask(values: np.ndarray, missing=DEFAULT_MISSING) -> np.ndarray:
-    """None, NaN, pd.NA, NaT and the strings in *missing* are missing."""
-    mask = np.asarray(pd.isna(values), dtype=bool)
-    if values.dtype == object and missing:
-        rest = ~mask  # compare only real values: pd.NA == "?" has no truth value
-        found = pd.Index(values[rest], dtype=object).isin(list(missing))
-        mask[rest] = np.asarray(found, dtype=bool)
-    return mask
 
 
 def _kind(col, name: str, declared: bool, missing) -> str:
@@ -156,7 +110,7 @@ def _kind(col, name: str, declared: bool, missing) -> str:
         return "categorical"
     if pd.api.types.is_object_dtype(dtype):
         values = np.asarray(col, dtype=object)
-        known = values[~_missing_mask(values, missing)]
+        known = values[~missing_mask(values, missing)]
         inferred = pd.api.types.infer_dtype(known, skipna=True)
         if inferred == "complex":
             raise ValueError(f"Complex data not supported (column {name!r})")
@@ -193,7 +147,7 @@ def _fit_categorical(col, name: str, missing):
     values = col.to_numpy() if isinstance(col, pd.Series) else np.asarray(col)
     if values.dtype == object or values.dtype.kind in "US":
         values = np.asarray(values, dtype=object)
-        lost = _missing_mask(values, missing)
+        lost = missing_mask(values, missing)
         if lost.any():
             values = values.copy()
             values[lost] = None
@@ -212,30 +166,6 @@ def _fit_categorical(col, name: str, missing):
     except TypeError as exc:
         raise not_a_value(name, exc) from None
     return np.asarray(codes, dtype=np.int32), categories
-
-
-def _as_float(col, name: str, missing=DEFAULT_MISSING) -> np.ndarray:
-    """The column as float64 with NaN for missing values."""
-    if isinstance(col, pd.Series):
-        if pd.api.types.is_numeric_dtype(col.dtype):
-            return col.to_numpy(dtype=np.float64, na_value=np.nan)
-        col = col.to_numpy(dtype=object)
-    values = np.asarray(col)
-    if values.dtype.kind in "biuf":
-        return values.astype(np.float64)
-    values = values.astype(object)
-    lost = _missing_mask(values, missing)
-    out = np.full(values.shape, np.nan)
-    try:
-        out[~lost] = values[~lost].astype(np.float64)
-    except ValueError as exc:
-        raise ValueError(
-            f"column {name!r} is numeric (it was numeric when the tree was fitted) but holds "
-            f"a value that is not a number: {exc}"
-        ) from None
-    except TypeError as exc:
-        raise not_a_value(name, exc) from None
-    return out
 
 
 def _declared(categorical_features, names: list) -> np.ndarray:
@@ -276,10 +206,6 @@ def _declared(categorical_features, names: list) -> np.ndarray:
     return mask
 
 
-def _smallest_uint(top: int):
-    return np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.int32
-
-
 def encode_fit(cols, names, categorical_features=None, missing=DEFAULT_MISSING, floats=False):
     """Encode training columns (from ``columns_of``); return ``(specs, encoded)``.
 
@@ -310,14 +236,14 @@ def encode_fit(cols, names, categorical_features=None, missing=DEFAULT_MISSING, 
                 # its categories are the spec's: predict on this dtype takes its codes as is
                 specs[-1]._same_dtype = dtype
             uniques.append(None)
-            c = np.where(c < 0, n_values[j], c).astype(_smallest_uint(int(n_values[j]) + 1))
-        elif floats and (as_float := _float32_column(col)) is not None:
+            c = np.where(c < 0, n_values[j], c).astype(smallest_uint(int(n_values[j]) + 1))
+        elif floats and (as_float := float32_column(col)) is not None:
             kept_floats[j], c = as_float, None
             n_values[j] = FLOAT_MISSING
             specs.append(FeatureSpec(name, kind))
             uniques.append(None)
         else:
-            c, u = _numeric_ranks(col, name, missing)
+            c, u = numeric_ranks(col, name, missing)
             n_values[j] = len(u)
             specs.append(FeatureSpec(name, kind))
             kept += len(u)
@@ -328,41 +254,6 @@ def encode_fit(cols, names, categorical_features=None, missing=DEFAULT_MISSING, 
     any_float = any(f is not None for f in kept_floats)
     floats_kept = kept_floats if any_float else None
     return specs, Encoded(codes, n_values, numeric, uniques, list(cols), missing, floats_kept)
-
-
-def _numeric_ranks(col, name, missing, ranks=True):
-    """``(ranks, values)``: the sorted distinct values and each row's rank among them.
-
-    A missing value's rank is the number of values. Ranks are the smallest unsigned integer
-    type that holds them (int32 past uint16); *ranks* False returns None for them.
-    """
-    values = _as_float(col, name, missing)
-    known = ~np.isnan(values)
-    if not known.all():
-        values = values[known]
-    # np.unique(values, return_inverse=True) step by step (the same sort, so the same value
-    # stands for 0.0 and -0.0), freeing each row-sized array once used
-    perm = values.argsort(kind="quicksort")
-    ordered = values[perm]
-    del values
-    first = np.empty(len(ordered), dtype=bool)
-    first[:1] = True
-    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-    u = ordered[first] + 0.0  # -0.0 and 0.0 are one value: 0.0 stands for it
-    del ordered
-    c = None
-    if ranks:
-        dtype = _smallest_uint(len(u) + 1)
-        rank = np.cumsum(first, dtype=dtype)
-        rank -= 1
-        c = np.empty(len(perm), dtype=dtype)
-        c[perm] = rank
-        del rank, perm
-        if len(c) != len(known):
-            c, known_c = np.full(len(known), len(u), dtype=dtype), c
-            c[known] = known_c
-    narrow = getattr(col, "dtype", None) in (np.float32, np.float16)
-    return c, (u.astype(col.dtype) if narrow else u)  # exact: the input's values
 
 
 def _training_codes(col, spec: FeatureSpec):
@@ -389,7 +280,7 @@ def _predict_dtype(cols, specs, slots):
     copy does, at half the memory to read; float64 else.
     """
     if slots is not None and all(spec.kind == "categorical" for spec in specs):
-        return _smallest_uint(int(np.max(slots, initial=0)) + 1)
+        return smallest_uint(int(np.max(slots, initial=0)) + 1)
     narrow = all(
         getattr(col, "dtype", None) in (np.float32, np.float16)
         if spec.kind == "numeric"
@@ -447,7 +338,7 @@ def encode_predict(cols, specs: list, missing=DEFAULT_MISSING, slots=None) -> np
         if spec.kind == "numeric":
             if isinstance(col.dtype, pd.CategoricalDtype):
                 col = col.astype(object)
-            out[j] = _as_float(col, spec.name, missing)
+            out[j] = as_float(col, spec.name, missing)
             continue
         if isinstance(col.dtype, pd.CategoricalDtype):
             codes = _training_codes(col, spec)
@@ -459,7 +350,7 @@ def encode_predict(cols, specs: list, missing=DEFAULT_MISSING, slots=None) -> np
                 continue
             cats = col.dtype.categories.astype(object)
             mapping = spec.index.get_indexer(cats).astype(np.float64)
-            mapping[np.asarray(_missing_mask(np.asarray(cats, dtype=object), missing))] = np.nan
+            mapping[np.asarray(missing_mask(np.asarray(cats, dtype=object), missing))] = np.nan
             row = np.append(mapping, np.nan)[_codes(col)]
         else:
             values = col.to_numpy() if isinstance(col, pd.Series) else np.asarray(col)
@@ -468,7 +359,7 @@ def encode_predict(cols, specs: list, missing=DEFAULT_MISSING, slots=None) -> np
                 row = spec.index.get_indexer(values).astype(np.float64)
             except TypeError as exc:
                 raise not_a_value(spec.name, exc) from None
-            row[_missing_mask(values, missing)] = np.nan
+            row[missing_mask(values, missing)] = np.nan
         if slots is not None:  # NaN, -1 (unseen) and codes past the branches: the last slot
             row[~((row >= 0) & (row < slots[j]))] = slots[j]
         out[j] = row

@@ -10,6 +10,18 @@ from sklearn.exceptions import DataConversionWarning
 from sklearn.utils import compute_sample_weight
 from sklearn.utils.validation import _check_sample_weight
 
+DEFAULT_MISSING = ("?",)
+
+
+def missing_mask(values: np.ndarray, missing=DEFAULT_MISSING) -> np.ndarray:
+    """None, NaN, pd.NA, NaT and the strings in *missing* are missing."""
+    mask = np.asarray(pd.isna(values), dtype=bool)
+    if values.dtype == object and missing:
+        rest = ~mask  # compare only real values: pd.NA == "?" has no truth value
+        found = pd.Index(values[rest], dtype=object).isin(list(missing))
+        mask[rest] = np.asarray(found, dtype=bool)
+    return mask
+
 
 def not_a_value(name, exc):
     return TypeError(

@@ -292,14 +292,15 @@ def test_memory_savers_leave_the_tree_as_it_was(monkeypatch, params):
         {"criterion": "gain_ratio", "missing": "fractional"},
         {"criterion": "unweighted_entropy", "min_samples_leaf": 3},
         {"max_depth": 2, "weights": True},
+        {"array": True},
     ],
 )
 def test_float32_columns_keyed_on_their_own_values_grow_the_ranked_tree(monkeypatch, params):
     # float32 columns are not copied to ranks: the builder keys them on their own bits, level
     # by level. Same tree, thresholds, counts and probabilities as ranks, with duplicates,
-    # -0.0 and 0.0, infinities, NaN, categorical columns beside them, and weights.
+    # -0.0 and 0.0, infinities, NaN, categorical columns beside them, weights, and a 2-D array.
     import tree._build
-    import tree._encode
+    import tree._numbers
 
     params = dict(params)
     rng = np.random.default_rng(11)
@@ -312,6 +313,8 @@ def test_float32_columns_keyed_on_their_own_values_grow_the_ranked_tree(monkeypa
     X["d"] = pd.Categorical(rng.choice(["p", "q", "r"], n))
     y = (X["a"] + X["c"].clip(-1, 1) + rng.normal(0, 1, n) > 0).astype(int) + (X["d"] == "r")
     w = rng.random(n) + 0.5 if params.pop("weights", False) else None
+    if params.pop("array", False):  # columns that are strided views of one 2-D array
+        X = X[["a", "b", "c"]].to_numpy()
     calls = []
     keys = tree._build.float_keys
     monkeypatch.setattr(tree._build, "float_keys", lambda v: calls.append(1) or keys(v))
@@ -326,17 +329,17 @@ def test_float32_columns_keyed_on_their_own_values_grow_the_ranked_tree(monkeypa
             clf.predict_proba(X).tolist(),
         )
 
-    monkeypatch.setattr(tree._encode, "_FEW_VALUES", 0)  # every float32 column keyed
+    monkeypatch.setattr(tree._numbers, "_FEW_VALUES", 0)  # every float32 column keyed
     keyed = fitted()
     assert calls  # the keyed path ran
-    monkeypatch.setattr(tree._encode, "_float32_column", lambda col: None)  # ranks
+    monkeypatch.setattr(tree._numbers, "_FEW_VALUES", 2**40)  # every one ranked
     calls.clear()
     assert fitted() == keyed
     assert not calls
 
 
 def test_float_keys_sort_as_the_numbers():
-    from tree._encode import FLOAT_MISSING, float_keys, float_values
+    from tree._numbers import FLOAT_MISSING, float_keys, float_values
 
     rng = np.random.default_rng(2)
     x = np.concatenate(
