@@ -285,7 +285,7 @@ def grow(
     parents, branches, all_counts, all_rows = [np.array([-1])], [np.array([-1])], [C], [R]
     first_id, depth = 0, 0
     all_groups = {}
-    cuts = {}  # numeric feature -> [(node ids, ranks of their thresholds)]
+    cuts = {}  # numeric feature -> [(node ids, codes of their thresholds: ranks or float keys)]
     while len(C):
         m = len(C)
         feature = np.full(m, -1, dtype=np.int64)

@@ -1,4 +1,4 @@
-"""Encode ``X``: one small integer code per categorical value, ranks for numbers.
+"""Encode ``X``: one small integer code per categorical value, ranks or float keys for numbers.
 
 Missing values are ``None``, ``NaN`` (also ``pd.NA``, ``NaT``) and the strings of
 ``missing_values`` (by default ``"?"``, the UCI convention). Categorical columns are pandas

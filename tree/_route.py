@@ -48,10 +48,10 @@ def route(xk, rows, y_rows, node, w, frac, best, has_split, cut, enc, k, s, frac
     # row-sized arrays are freed as soon as they are used: this is the fit's peak of memory
     split = np.flatnonzero(has_split[node])
     at = node[split]  # the node of each row that moves
-    fr = best[at]
+    fr = best.astype(np.int32)[at]  # the feature each row is split on
     code = _gather(xk, enc, fr, split if rows is None else rows[split], k)
     known = code < enc.n_values[fr]
-    num = np.flatnonzero(enc.numeric[fr])
+    num = enc.numeric[fr]
     del fr
     code[num] = code[num] > cut[at[num]]  # a number's branch: 0 (<=) or 1 (>)
     del num

@@ -48,7 +48,9 @@ def count_keys(keys: np.ndarray, size: int, weights: np.ndarray | None):
         np.not_equal(keys[1:], keys[:-1], out=new[1:])
         starts = np.flatnonzero(new)
         del new
-        counts = np.diff(starts, append=len(keys)).astype(np.float64)
+        counts = np.empty(len(starts))  # np.diff(starts, append=len(keys)), without copies
+        np.subtract(starts[1:], starts[:-1], out=counts[:-1])
+        counts[-1:] = len(keys) - starts[-1:]
         return keys[starts], counts
     present, inverse = np.unique(keys, return_inverse=True)
     return present, np.bincount(inverse.reshape(-1), weights, minlength=len(present))
@@ -69,7 +71,7 @@ def pairs(keys, size, n_classes, slots, weights):
     new = np.empty(len(pair), dtype=bool)
     new[:1] = True
     np.not_equal(pair[1:], pair[:-1], out=new[1:])
-    pair_id = np.cumsum(new, dtype=tk.dtype)
+    pair_id = np.cumsum(new, dtype=np.int32 if len(new) < 2**31 else np.int64)
     n_pairs = int(pair_id[-1]) if len(pair_id) else 0
     pair_id -= 1
     first = pair[new]  # each pair's (node, value)
