@@ -45,7 +45,7 @@ def route(xk, rows, y_rows, node, w, frac, best, has_split, cut, enc, k, s, frac
     ``child`` (numbered within the next level), weight and fraction, and the children's
     ``(parent, branch)``, class weights ``(n_children, k)`` and row counts.
     """
-    # row-sized arrays are freed as soon as they are used: this is the fit's peak of memory
+    # row-sized arrays are freed as soon as they are used (the fit's memory is theirs)
     split = np.flatnonzero(has_split[node])
     at = node[split]  # the node of each row that moves
     fr = best.astype(np.int32)[at]  # the feature each row is split on

@@ -65,8 +65,7 @@ def pairs(keys, size, n_classes, slots, weights):
     tk, tc = count_keys(keys, size, weights)
     if n_classes * len(tk) >= 2**31:  # the flat index below needs more than int32 then
         tk = tk.astype(np.int64)
-    # each step frees what it no longer needs: the arrays are row-sized, and this is the
-    # fit's peak of memory on numbers
+    # each step frees what it no longer needs: at the root the arrays are row-sized
     pair = tk // n_classes  # floor_divide by a scalar is much faster than divmod
     new = np.empty(len(pair), dtype=bool)
     new[:1] = True

@@ -2,26 +2,18 @@
 
 import doctest
 import importlib
+import pkgutil
 
 import pytest
 
-MODULES = [
-    "tree",
-    "tree._entropy",
-    "tree._inputs",
-    "tree._encode",
-    "tree._score",
-    "tree._build",
-    "tree._arrays",
-    "tree._node",
-    "tree._prune",
-    "tree._c45prune",
-    "tree._trace",
-    "tree._classifier",
-    "tree._export",
-    "tree._io",
-    "tree.cli",
-]
+import tree
+
+# every module of the package, found rather than listed, so that a new one is not missed
+MODULES = ["tree"] + sorted(
+    info.name
+    for info in pkgutil.iter_modules(tree.__path__, "tree.")
+    if info.name not in ("tree.tests", "tree.__main__")
+)
 
 
 @pytest.mark.parametrize("name", MODULES)
